@@ -1,0 +1,180 @@
+//! `qumulo-audit-broker convert`: files (or stdin) in, one rendered event per good line out.
+//!
+//! Bad lines never stop the run: each gets a message on stderr with the file, the line number
+//! and the reason, is counted, and the run ends with a summary and exit status 1 if any line was
+//! bad. Lines are read with a bounded buffer, so a huge line costs at most `max_line` bytes.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+
+use crate::event::Event;
+use crate::format::Format;
+use crate::input::{Parsed, Parser, ParserOptions};
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConvertStats {
+    pub lines: u64,
+    pub events: u64,
+    pub skipped: u64,
+    pub errors: u64,
+}
+
+/// Reads one line into `buf` (without the newline), never holding more than `max + 1` bytes of
+/// it: the rest of an over-long line is consumed and discarded. Returns `None` at EOF and
+/// `Some(true)` if the line was cut short.
+pub fn read_bounded_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
+    buf.clear();
+    let mut truncated = false;
+    let mut any = false;
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(if any { Some(truncated) } else { None });
+        }
+        any = true;
+        let (chunk, used, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (&available[..i], i + 1, true),
+            None => (available, available.len(), false),
+        };
+        let room = (max + 1).saturating_sub(buf.len());
+        if chunk.len() > room {
+            truncated = true;
+            buf.extend_from_slice(&chunk[..room]);
+        } else {
+            buf.extend_from_slice(chunk);
+        }
+        r.consume(used);
+        if done {
+            return Ok(Some(truncated));
+        }
+    }
+}
+
+/// Converts every line of `input`, writing records to `out` and errors to `errs`.
+pub fn convert_stream<R: Read, W: Write, E: Write>(
+    name: &str,
+    input: R,
+    parser: &mut Parser,
+    max_line: usize,
+    format: Format,
+    out: &mut W,
+    errs: &mut E,
+    stats: &mut ConvertStats,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, input);
+    let mut line = Vec::with_capacity(4096);
+    let mut rendered = Vec::with_capacity(4096);
+    let mut ev = Event::default();
+    let mut lineno = 0u64;
+    while let Some(truncated) = read_bounded_line(&mut reader, &mut line, max_line)? {
+        lineno += 1;
+        stats.lines += 1;
+        if truncated {
+            stats.errors += 1;
+            writeln!(errs, "{name}:{lineno}: line is longer than the maximum of {max_line} bytes")?;
+            continue;
+        }
+        match parser.parse(&line, &mut ev) {
+            Ok(Parsed::Event) => {
+                rendered.clear();
+                format.render(&ev, &mut rendered);
+                rendered.push(b'\n');
+                out.write_all(&rendered)?;
+                stats.events += 1;
+            }
+            Ok(Parsed::Skip) => stats.skipped += 1,
+            Err(e) => {
+                stats.errors += 1;
+                writeln!(errs, "{name}:{lineno}: {e}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Options of the `convert` command.
+pub struct ConvertArgs {
+    pub format: Format,
+    pub files: Vec<String>,
+    pub parser: ParserOptions,
+}
+
+/// Runs `convert`; returns the process exit code.
+pub fn run(args: ConvertArgs) -> i32 {
+    let max_line = args.parser.max_line;
+    let mut parser = Parser::new(args.parser);
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let stderr = io::stderr();
+    let mut errs = stderr.lock();
+    let mut stats = ConvertStats::default();
+    let mut failed_files = 0;
+    let files = if args.files.is_empty() { vec!["-".to_string()] } else { args.files };
+    for name in &files {
+        let result = if name == "-" {
+            convert_stream("<stdin>", io::stdin().lock(), &mut parser, max_line, args.format, &mut out, &mut errs, &mut stats)
+        } else {
+            match File::open(name) {
+                Ok(f) => convert_stream(name, f, &mut parser, max_line, args.format, &mut out, &mut errs, &mut stats),
+                Err(e) => {
+                    let _ = writeln!(errs, "{name}: cannot open: {e}");
+                    failed_files += 1;
+                    continue;
+                }
+            }
+        };
+        if let Err(e) = result {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return 0;
+            }
+            let _ = writeln!(errs, "{name}: {e}");
+            failed_files += 1;
+        }
+    }
+    if let Err(e) = out.flush() {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            let _ = writeln!(errs, "writing output: {e}");
+            return 2;
+        }
+    }
+    let _ = writeln!(
+        errs,
+        "convert: {} lines, {} events, {} skipped, {} bad lines{}",
+        stats.lines,
+        stats.events,
+        stats.skipped,
+        stats.errors,
+        if failed_files > 0 { format!(", {failed_files} unreadable files") } else { String::new() }
+    );
+    if stats.errors > 0 || failed_files > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_lines() {
+        let data = b"short\nthis one is long\n\nlast-no-newline";
+        let mut r = BufReader::with_capacity(4, &data[..]);
+        let mut buf = Vec::new();
+        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), Some(false));
+        assert_eq!(buf, b"short");
+        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), Some(true));
+        assert_eq!(buf.len(), 9);
+        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), Some(false));
+        assert_eq!(buf, b"");
+        assert_eq!(read_bounded_line(&mut r, &mut buf, 32).unwrap(), Some(false));
+        assert_eq!(buf, b"last-no-newline");
+        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), None);
+    }
+}

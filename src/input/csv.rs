@@ -1,0 +1,154 @@
+//! Qumulo's syslog CSV body:
+//! `user_ip,"user_id",protocol,operation,status,file_id,"path","target"`, and the older variant
+//! with the node's name after the IP (nine fields).
+//!
+//! Quoting is real CSV (RFC 4180: `""` inside quotes; commas, backslashes and any unicode inside
+//! quoted fields), handled by one reused `csv_core::Reader` that unescapes into a reused buffer.
+
+use csv_core::{ReadRecordResult, Reader};
+
+use crate::event::{Event, SourceFormat};
+
+const MAX_FIELDS: usize = 16;
+
+/// Reusable CSV state: one reader and its output buffers, kept across lines.
+pub struct CsvParser {
+    reader: Reader,
+    out: Vec<u8>,
+    ends: [usize; MAX_FIELDS],
+}
+
+impl Default for CsvParser {
+    fn default() -> Self {
+        CsvParser { reader: Reader::new(), out: Vec::with_capacity(1024), ends: [0; MAX_FIELDS] }
+    }
+}
+
+impl CsvParser {
+    /// Splits `body` into fields; returns how many. Fields are `self.field(i)`.
+    fn split(&mut self, body: &[u8]) -> Result<usize, String> {
+        self.reader.reset();
+        // Unescaped output is never longer than the input.
+        if self.out.len() < body.len() + 1 {
+            self.out.resize(body.len() + 1, 0);
+        }
+        // csv_core writes `ends` as positions in one contiguous row buffer, across calls.
+        let mut input = body;
+        let mut out_pos = 0;
+        let mut nfields = 0;
+        loop {
+            let (res, nin, nout, nend) =
+                self.reader.read_record(input, &mut self.out[out_pos..], &mut self.ends[nfields..]);
+            input = &input[nin..];
+            out_pos += nout;
+            nfields += nend;
+            match res {
+                // An empty input tells csv_core the data ended, which terminates the last field.
+                ReadRecordResult::InputEmpty => continue,
+                ReadRecordResult::Record => {
+                    if !input.iter().all(|&b| b == b'\n' || b == b'\r') {
+                        return Err("CSV body holds more than one record (embedded newline)".into());
+                    }
+                    return Ok(nfields);
+                }
+                ReadRecordResult::End => return Ok(nfields),
+                ReadRecordResult::OutputFull => return Err("CSV output buffer exhausted".into()),
+                ReadRecordResult::OutputEndsFull => return Err(format!("more than {MAX_FIELDS} CSV fields")),
+            }
+        }
+    }
+
+    fn field(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        // The input was valid UTF-8 and csv_core only removes ASCII quotes.
+        std::str::from_utf8(&self.out[start..self.ends[i]]).unwrap_or("")
+    }
+
+    /// Parses a CSV body into `ev`.
+    pub fn parse(&mut self, body: &str, ev: &mut Event) -> Result<(), String> {
+        let n = self.split(body.as_bytes())?;
+        let off = match n {
+            8 => 0,
+            9 => 1,
+            _ => return Err(format!("expected 8 CSV fields (9 with a node name), found {n}")),
+        };
+        let op = self.field(3 + off);
+        if op.is_empty() || !op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("CSV field 'operation' is not an operation name: {op:?}"));
+        }
+        let status = self.field(4 + off);
+        if status.is_empty() {
+            return Err("CSV field 'status' is empty".into());
+        }
+        ev.client_ip.push_str(self.field(0));
+        if off == 1 {
+            ev.node.clear();
+            ev.node.push_str(self.field(1));
+        }
+        ev.user.name.push_str(self.field(1 + off));
+        ev.protocol.push_str(self.field(2 + off));
+        ev.operation.push_str(op);
+        ev.status.push_str(status);
+        ev.file_id.push_str(self.field(5 + off));
+        ev.path.push_str(self.field(6 + off));
+        ev.target_path.push_str(self.field(7 + off));
+        ev.source_format = SourceFormat::Csv;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Event, String> {
+        let mut p = CsvParser::default();
+        let mut ev = Event::default();
+        p.parse(body, &mut ev).map(|_| ev)
+    }
+
+    #[test]
+    fn quoting_commas_backslashes_and_doubled_quotes() {
+        let ev = parse(r#"10.1.1.1,"AD\alice",smb2,fs_rename,ok,12,"/a, ""b""\c.txt","/x,y""z""""#).unwrap();
+        assert_eq!(ev.user.name, "AD\\alice");
+        assert_eq!(ev.path, "/a, \"b\"\\c.txt");
+        assert_eq!(ev.target_path, "/x,y\"z\"");
+        assert_eq!(ev.file_id, "12");
+    }
+
+    #[test]
+    fn node_variant() {
+        let ev = parse(r#"10.1.1.1,node-2,"bob",nfs3,fs_read_data,ok,7,"/f",""#).unwrap();
+        assert_eq!(ev.node, "node-2");
+        assert_eq!(ev.user.name, "bob");
+        assert_eq!(ev.operation, "fs_read_data");
+        assert_eq!(ev.path, "/f");
+    }
+
+    #[test]
+    fn reader_is_reused_across_lines() {
+        let mut p = CsvParser::default();
+        for i in 0..3 {
+            let mut ev = Event::default();
+            let body = format!("1.1.1.1,\"u{i}\",api,fs_open,ok,{i},\"/p{i}\",\"\"");
+            p.parse(&body, &mut ev).unwrap();
+            assert_eq!(ev.path, format!("/p{i}"));
+            assert_eq!(ev.file_id, i.to_string());
+        }
+    }
+
+    #[test]
+    fn wrong_field_counts_and_bad_operations() {
+        assert!(parse("a,b,c").unwrap_err().contains("found 3"));
+        assert!(parse(&"x,".repeat(30)).is_err());
+        assert!(parse(r#"1.1.1.1,"u",api,fs open,ok,,"","""#).unwrap_err().contains("operation"));
+        assert!(parse(r#"1.1.1.1,"u",api,fs_open,,,"","""#).unwrap_err().contains("status"));
+    }
+
+    #[test]
+    fn unterminated_final_quote_is_tolerated() {
+        // Qumulo's own documentation shows this line with a dangling quote.
+        let ev = parse(r#"203.0.113.0,"system",internal,remote_syslog_shutdown,ok,,"","#.to_string().as_str()).unwrap();
+        assert_eq!(ev.operation, "remote_syslog_shutdown");
+    }
+}

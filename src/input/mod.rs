@@ -1,0 +1,371 @@
+//! Input: turns one line, in any shape rsyslog or CloudWatch produces, into one [`Event`].
+//!
+//! Shapes are detected per line, never configured (see `docs/event-schema.md`, "Input"):
+//! our JSON envelope, a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
+//! object, a row of the CloudWatch console's ASCII table, and any of those behind a syslog header
+//! (RFC 5424, RFC 3164, `RSYSLOG_FileFormat`, `RSYSLOG_TraditionalFileFormat`). The [`Parser`]
+//! keeps its buffers and the classifier's memory across lines.
+
+pub mod csv;
+pub mod json;
+pub mod syslog;
+
+use std::fmt;
+
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::classify::Classifier;
+use crate::event::{Event, SourceFormat};
+use crate::time::{parse_rfc3339_prefix, Timestamp};
+
+use self::syslog::{parse_header, HeaderResult};
+
+/// Default longest line accepted (bytes, without the newline).
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// Why a line was not an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn err<T>(reason: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError { reason: reason.into() })
+}
+
+/// A line that was understood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// `ev` now holds an event.
+    Event,
+    /// Not an event and not an error: an empty line, or a CloudWatch table border or header.
+    Skip,
+}
+
+/// How the cluster name is chosen when the line does not carry one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClusterSource {
+    /// Leave it empty.
+    #[default]
+    None,
+    /// Always this name (`--cluster`, `[cluster] name`). The envelope's `cluster` still wins.
+    Fixed(String),
+    /// From the sending node's hostname `<cluster>-<node>` (`q-varonis-1` -> `q-varonis`).
+    FromHostname,
+}
+
+/// Parser options.
+#[derive(Clone, Debug)]
+pub struct ParserOptions {
+    pub max_line: usize,
+    pub cluster: ClusterSource,
+    pub type_cache_entries: usize,
+}
+
+impl Default for ParserOptions {
+    fn default() -> Self {
+        ParserOptions {
+            max_line: DEFAULT_MAX_LINE,
+            cluster: ClusterSource::None,
+            type_cache_entries: crate::classify::DEFAULT_TYPE_CACHE_ENTRIES,
+        }
+    }
+}
+
+/// Line parser with reusable state. One per thread.
+pub struct Parser {
+    opts: ParserOptions,
+    csv: csv::CsvParser,
+    pub classifier: Classifier,
+    now: Timestamp,
+    lines_since_now: u32,
+}
+
+impl Parser {
+    pub fn new(opts: ParserOptions) -> Parser {
+        let classifier = Classifier::new(opts.type_cache_entries);
+        Parser { opts, csv: csv::CsvParser::default(), classifier, now: Timestamp::now(), lines_since_now: 0 }
+    }
+
+    /// Fixes "now" (for RFC 3164 year inference) for reproducible tests.
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+        self.lines_since_now = u32::MIN;
+    }
+
+    /// Parses one line (a trailing `\n` / `\r\n` is ignored) into `ev`.
+    pub fn parse(&mut self, line: &[u8], ev: &mut Event) -> Result<Parsed, ParseError> {
+        ev.clear();
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > self.opts.max_line {
+            return err(format!("line is {} bytes, longer than the maximum of {}", line.len(), self.opts.max_line));
+        }
+        if let Some(pos) = memchr::memchr(0, line) {
+            return err(format!("line holds a NUL byte at offset {pos}"));
+        }
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t,
+            Err(e) => return err(format!("line is not valid UTF-8 (at byte {})", e.valid_up_to())),
+        };
+        let trimmed = text.trim_matches(|c| c == ' ' || c == '\t');
+        if trimmed.is_empty() {
+            return Ok(Parsed::Skip);
+        }
+        self.refresh_now();
+        let mut meta = LineMeta::default();
+        let parsed = self.parse_shape(trimmed, ev, &mut meta, 0)?;
+        if parsed == Parsed::Skip {
+            return Ok(Parsed::Skip);
+        }
+        if ev.time.is_none() {
+            ev.time = meta.time;
+        }
+        if ev.node.is_empty() {
+            ev.node.push_str(meta.hostname);
+        }
+        if ev.cluster.is_empty() {
+            match &self.opts.cluster {
+                ClusterSource::None => {}
+                ClusterSource::Fixed(name) => ev.cluster.push_str(name),
+                ClusterSource::FromHostname => {
+                    if let Some(c) = cluster_from_hostname(&ev.node) {
+                        ev.cluster.push_str(c);
+                    }
+                }
+            }
+        }
+        match meta.uuid {
+            Some(uuid) if !uuid.is_empty() => ev.id.push_str(&uuid),
+            _ => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(ev.cluster.as_bytes());
+                h.update(&[0]);
+                h.update(line);
+                write_hex128(&mut ev.id, h.digest128());
+            }
+        }
+        self.classifier.classify(ev);
+        Ok(Parsed::Event)
+    }
+
+    fn refresh_now(&mut self) {
+        // Year inference needs only a coarse "now": refresh it every 64k lines.
+        self.lines_since_now = self.lines_since_now.wrapping_add(1);
+        if self.lines_since_now == 65_536 {
+            self.now = Timestamp::now();
+            self.lines_since_now = 0;
+        }
+    }
+
+    /// Detects the shape of `s` and fills `ev`; `depth` bounds envelope/header nesting.
+    fn parse_shape<'a>(&mut self, s: &'a str, ev: &mut Event, meta: &mut LineMeta<'a>, depth: u8) -> Result<Parsed, ParseError> {
+        if depth > 3 {
+            return err("too many nested envelopes or headers");
+        }
+        match s.as_bytes()[0] {
+            b'{' => self.parse_json(s, ev, meta, depth),
+            b'|' => self.parse_cloudwatch_row(s, ev, meta, depth),
+            b'-' if s.bytes().all(|b| b == b'-') => Ok(Parsed::Skip),
+            _ => match parse_header(s, &self.now) {
+                HeaderResult::Found(h) => {
+                    if meta.time.is_none() {
+                        meta.time = h.time;
+                    }
+                    if meta.hostname.is_empty() {
+                        meta.hostname = h.hostname;
+                    }
+                    if h.body.is_empty() {
+                        return err("syslog message has an empty body");
+                    }
+                    if h.body.starts_with('{') {
+                        self.parse_json(h.body, ev, meta, depth + 1)
+                    } else {
+                        self.parse_csv(h.body, ev)
+                    }
+                }
+                HeaderResult::Malformed(why) => err(why),
+                HeaderResult::None => self.parse_csv(s, ev),
+            },
+        }
+    }
+
+    fn parse_csv(&mut self, body: &str, ev: &mut Event) -> Result<Parsed, ParseError> {
+        match self.csv.parse(body, ev) {
+            Ok(()) => Ok(Parsed::Event),
+            Err(reason) => err(reason),
+        }
+    }
+
+    fn parse_json<'a>(&mut self, s: &'a str, ev: &mut Event, meta: &mut LineMeta<'a>, depth: u8) -> Result<Parsed, ParseError> {
+        let mut scratch = String::new();
+        let seen = json::parse_object(s, &mut scratch, ev).map_err(|reason| ParseError { reason })?;
+        if let Some(msg) = seen.msg {
+            // Our envelope: keep its metadata, parse the message it carries.
+            let cluster = std::mem::take(&mut ev.cluster);
+            let node = std::mem::take(&mut ev.node);
+            let fromhost = std::mem::take(&mut ev.fromhost_ip);
+            if let Some(t) = seen.envelope_time.as_ref().filter(|t| !t.0.is_empty()) {
+                match parse_rfc3339_prefix(t.0.as_bytes()) {
+                    Some((ts, n)) if n == t.0.len() => meta.time = Some(ts),
+                    _ => return err(format!("envelope time {:?} is not RFC 3339", t.0)),
+                }
+            }
+            if let Some(u) = seen.uuid {
+                meta.uuid = Some(u.0.into_owned());
+            }
+            let body = msg.0.trim_matches(|c| c == ' ' || c == '\t' || c == '\n' || c == '\r').to_owned();
+            if body.is_empty() {
+                return err("envelope message is empty");
+            }
+            ev.clear();
+            let result = {
+                let mut inner = LineMeta { time: meta.time, hostname: "", uuid: None };
+                let r = self.parse_shape(&body, ev, &mut inner, depth + 1);
+                if meta.time.is_none() {
+                    meta.time = inner.time;
+                }
+                if ev.node.is_empty() && node.is_empty() {
+                    ev.node.push_str(inner.hostname);
+                }
+                r
+            };
+            if !cluster.is_empty() {
+                ev.cluster = cluster;
+            }
+            if ev.node.is_empty() {
+                ev.node = node;
+            }
+            ev.fromhost_ip = fromhost;
+            return match result? {
+                Parsed::Skip => err("envelope message is not an audit record"),
+                Parsed::Event => Ok(Parsed::Event),
+            };
+        }
+        if let Some(message) = seen.cw_message {
+            // CloudWatch export object: {"timestamp": ms, "message": "{...}"}.
+            let ms = seen.cw_timestamp;
+            let body = message.0.into_owned();
+            ev.clear();
+            if !body.trim_start().starts_with('{') {
+                return err("CloudWatch message is not a JSON object");
+            }
+            let seen_inner = json::parse_object(body.trim(), &mut scratch, ev).map_err(|reason| ParseError { reason })?;
+            return self.finish_json(&seen_inner, ev, ms);
+        }
+        self.finish_json(&seen, ev, None)
+    }
+
+    fn finish_json(&mut self, seen: &json::Seen<'_>, ev: &mut Event, cw_ms: Option<i64>) -> Result<Parsed, ParseError> {
+        let Some(fmt) = json::source_format(seen) else {
+            return err("JSON object is not a Qumulo audit record (no user_id/status or ip_address/result keys)");
+        };
+        ev.source_format = fmt;
+        if ev.operation.is_empty() {
+            return err("audit record has no operation");
+        }
+        if ev.status.is_empty() {
+            return err("audit record has no status");
+        }
+        if let Some(ms) = cw_ms {
+            ev.time = Some(Timestamp::from_epoch_millis(ms));
+        }
+        Ok(Parsed::Event)
+    }
+
+    /// A row of the CloudWatch console's ASCII export: `| 1717679548000 | {...} |`.
+    fn parse_cloudwatch_row<'a>(&mut self, s: &'a str, ev: &mut Event, meta: &mut LineMeta<'a>, depth: u8) -> Result<Parsed, ParseError> {
+        let inner = s[1..].trim_start();
+        if inner.starts_with('-') || inner.is_empty() || inner.starts_with("timestamp") {
+            return Ok(Parsed::Skip); // header, border or separator row
+        }
+        let Some((ts, rest)) = inner.split_once('|') else {
+            return err("CloudWatch table row has no message column");
+        };
+        let ts = ts.trim();
+        let Ok(ms) = ts.parse::<i64>() else {
+            return err(format!("CloudWatch table row timestamp {ts:?} is not epoch milliseconds"));
+        };
+        let msg = rest.trim();
+        let msg = msg.strip_suffix('|').unwrap_or(msg).trim_end();
+        if !msg.starts_with('{') {
+            return err("CloudWatch table row message is not a JSON object");
+        }
+        let parsed = self.parse_json(msg, ev, meta, depth + 1)?;
+        if ev.source_format != SourceFormat::CloudWatch && ev.time.is_some() {
+            return Ok(parsed);
+        }
+        ev.time = Some(Timestamp::from_epoch_millis(ms));
+        Ok(parsed)
+    }
+}
+
+/// What headers and envelopes around the body said.
+#[derive(Default)]
+struct LineMeta<'a> {
+    time: Option<Timestamp>,
+    hostname: &'a str,
+    uuid: Option<String>,
+}
+
+/// `q-varonis-1` -> `q-varonis`: the part before the last `-` when what follows is a number.
+pub fn cluster_from_hostname(host: &str) -> Option<&str> {
+    let (cluster, node) = host.rsplit_once('-')?;
+    (!cluster.is_empty() && !node.is_empty() && node.bytes().all(|b| b.is_ascii_digit())).then_some(cluster)
+}
+
+fn write_hex128(out: &mut String, v: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..32).rev() {
+        out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
+    }
+}
+
+/// Hash helper kept public for tests and tools that need the same id derivation.
+pub fn line_hash(cluster: &str, line: &[u8]) -> String {
+    let mut buf = Vec::with_capacity(cluster.len() + 1 + line.len());
+    buf.extend_from_slice(cluster.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(line);
+    let mut s = String::with_capacity(32);
+    write_hex128(&mut s, xxh3_128(&buf));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names_from_hostnames() {
+        assert_eq!(cluster_from_hostname("q-varonis-1"), Some("q-varonis"));
+        assert_eq!(cluster_from_hostname("prod-12"), Some("prod"));
+        assert_eq!(cluster_from_hostname("lonely"), None);
+        assert_eq!(cluster_from_hostname("a-b"), None);
+        assert_eq!(cluster_from_hostname("-1"), None);
+    }
+
+    #[test]
+    fn ids_are_stable_and_per_cluster() {
+        let mut p = Parser::new(ParserOptions::default());
+        let mut ev = Event::default();
+        let line = b"1.1.1.1,\"u\",api,fs_open,ok,1,\"/p\",\"\"";
+        p.parse(line, &mut ev).unwrap();
+        let id1 = ev.id.clone();
+        assert_eq!(id1, line_hash("", line));
+        p.parse(line, &mut ev).unwrap();
+        assert_eq!(ev.id, id1);
+        let mut p2 = Parser::new(ParserOptions { cluster: ClusterSource::Fixed("c2".into()), ..Default::default() });
+        p2.parse(line, &mut ev).unwrap();
+        assert_ne!(ev.id, id1);
+        assert_eq!(ev.id.len(), 32);
+    }
+}

@@ -1,0 +1,219 @@
+//! Syslog headers in front of a Qumulo body, in every shape rsyslog writes or forwards:
+//!
+//! * `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG` (RFC 5424, what Qumulo sends on the wire);
+//! * `<PRI>Mmm dd hh:mm:ss HOST TAG MSG` (RFC 3164) and `<PRI>TIMESTAMP HOST TAG MSG`
+//!   (`RSYSLOG_ForwardFormat`);
+//! * `TIMESTAMP HOST TAG MSG` (`RSYSLOG_FileFormat`) and `Mmm dd hh:mm:ss HOST TAG MSG`
+//!   (`RSYSLOG_TraditionalFileFormat`), the lines Qumulo's own broker reads.
+//!
+//! The tag (`qumulo`, `qumulo:`, `qumulo[123]:`) is optional: a token that starts with `{` or
+//! contains a comma is the body, never a tag.
+
+use crate::time::{parse_bsd_prefix, parse_rfc3339_prefix, Timestamp};
+
+/// What a header carried, borrowed from the line.
+#[derive(Debug, PartialEq)]
+pub struct Header<'a> {
+    pub time: Option<Timestamp>,
+    pub hostname: &'a str,
+    pub body: &'a str,
+}
+
+/// Outcome of looking for a syslog header.
+#[derive(Debug, PartialEq)]
+pub enum HeaderResult<'a> {
+    /// The line has no recognisable header (it may be a bare body).
+    None,
+    Found(Header<'a>),
+    /// It starts like a syslog line but is broken; the reason says how.
+    Malformed(&'static str),
+}
+
+fn split_token(s: &str) -> (&str, &str) {
+    match s.find(' ') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    }
+}
+
+fn nil(s: &str) -> &str {
+    if s == "-" {
+        ""
+    } else {
+        s
+    }
+}
+
+/// Looks for a syslog header at the start of `line`.
+pub fn parse_header<'a>(line: &'a str, now: &Timestamp) -> HeaderResult<'a> {
+    let bytes = line.as_bytes();
+    let mut rest = line;
+    if bytes.first() == Some(&b'<') {
+        let Some(close) = line[..line.len().min(6)].find('>') else {
+            return HeaderResult::Malformed("syslog PRI '<n>' is not closed");
+        };
+        let pri = &line[1..close];
+        if pri.is_empty() || !pri.bytes().all(|b| b.is_ascii_digit()) || pri.parse::<u32>().map_or(true, |p| p > 191) {
+            return HeaderResult::Malformed("syslog PRI is not a number from 0 to 191");
+        }
+        rest = &line[close + 1..];
+        if let Some(after_version) = rest.strip_prefix("1 ") {
+            return parse_rfc5424(after_version);
+        }
+        return match parse_time_host_tag(rest, now) {
+            HeaderResult::None => HeaderResult::Malformed("no timestamp after the syslog PRI"),
+            other => other,
+        };
+    }
+    parse_time_host_tag(rest, now)
+}
+
+/// `TIMESTAMP HOST [TAG] BODY` with an RFC 3339 or BSD timestamp.
+fn parse_time_host_tag<'a>(s: &'a str, now: &Timestamp) -> HeaderResult<'a> {
+    let b = s.as_bytes();
+    let parsed = if b.first().is_some_and(u8::is_ascii_digit) {
+        parse_rfc3339_prefix(b)
+    } else if b.first().is_some_and(u8::is_ascii_uppercase) {
+        parse_bsd_prefix(b, now)
+    } else {
+        None
+    };
+    let Some((time, used)) = parsed else {
+        return HeaderResult::None;
+    };
+    let Some(after_time) = s[used..].strip_prefix(' ') else {
+        return HeaderResult::Malformed("timestamp is not followed by a hostname");
+    };
+    let after_time = after_time.trim_start_matches(' ');
+    let (hostname, after_host) = split_token(after_time);
+    if hostname.is_empty() || after_host.is_empty() {
+        return HeaderResult::Malformed("syslog header has no message after the hostname");
+    }
+    let (tag, after_tag) = split_token(after_host);
+    let body = if tag.starts_with('{') || tag.contains(',') || tag.contains('"') { after_host } else { after_tag };
+    HeaderResult::Found(Header { time: Some(time), hostname, body: body.trim_start_matches(' ') })
+}
+
+/// RFC 5424 after `<PRI>1 `: `TIMESTAMP HOST APP PROCID MSGID SD [MSG]`.
+fn parse_rfc5424(s: &str) -> HeaderResult<'_> {
+    let (ts, rest) = split_token(s);
+    let time = if ts == "-" {
+        None
+    } else {
+        match parse_rfc3339_prefix(ts.as_bytes()) {
+            Some((t, used)) if used == ts.len() => Some(t),
+            _ => return HeaderResult::Malformed("RFC 5424 timestamp is not RFC 3339"),
+        }
+    };
+    let (hostname, rest) = split_token(rest);
+    let (_app, rest) = split_token(rest);
+    let (_procid, rest) = split_token(rest);
+    let (_msgid, rest) = split_token(rest);
+    if rest.is_empty() {
+        return HeaderResult::Malformed("RFC 5424 header is incomplete");
+    }
+    let body = if let Some(r) = rest.strip_prefix('-') {
+        r
+    } else if rest.starts_with('[') {
+        match skip_structured_data(rest) {
+            Some(r) => r,
+            None => return HeaderResult::Malformed("RFC 5424 structured data is not closed"),
+        }
+    } else {
+        return HeaderResult::Malformed("RFC 5424 structured data must be '-' or '[...]'");
+    };
+    let body = body.strip_prefix(' ').unwrap_or(body);
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    HeaderResult::Found(Header { time, hostname: nil(hostname), body })
+}
+
+/// Skips one or more `[id k="v" ...]` elements (values may hold `\]` and `\"`).
+fn skip_structured_data(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while b.get(i) == Some(&b'[') {
+        let mut in_quotes = false;
+        i += 1;
+        loop {
+            match b.get(i)? {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b']' if !in_quotes => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    Some(&s[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        parse_rfc3339_prefix(b"2026-11-23T00:00:00Z").unwrap().0
+    }
+
+    fn found(line: &str) -> Header<'_> {
+        match parse_header(line, &now()) {
+            HeaderResult::Found(h) => h,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rsyslog_file_format() {
+        let h = found("2023-03-03T14:08:51.058379Z q-varonis-1 qumulo {\"a\":1}");
+        assert_eq!(h.hostname, "q-varonis-1");
+        assert_eq!(h.body, "{\"a\":1}");
+        assert_eq!(h.time.unwrap().to_rfc3339(), "2023-03-03T14:08:51.058379Z");
+    }
+
+    #[test]
+    fn traditional_file_format_with_padded_day() {
+        let h = found("Jun  6 14:52:28 my-machine qumulo 203.0.113.0,\"AD\\alice\",api,rest_login,ok,,\"\",\"\"");
+        assert_eq!(h.hostname, "my-machine");
+        assert!(h.body.starts_with("203.0.113.0,"));
+        assert_eq!(h.time.unwrap().to_rfc3339(), "2026-06-06T14:52:28Z");
+    }
+
+    #[test]
+    fn tags_in_every_spelling_and_none() {
+        for tag in ["qumulo", "qumulo:", "qumulo[42]:"] {
+            let line = format!("Jun 6 14:52:28 host {tag} 1.2.3.4,\"u\",api,x,ok,,\"\",\"\"");
+            assert!(found(&line).body.starts_with("1.2.3.4,"), "{tag}");
+        }
+        assert!(found("Jun 6 14:52:28 host 1.2.3.4,\"u\",api,x,ok,,\"\",\"\"").body.starts_with("1.2.3.4,"));
+        assert_eq!(found("Jun 6 14:52:28 host {\"k\": 1}").body, "{\"k\": 1}");
+    }
+
+    #[test]
+    fn rfc3164_with_pri() {
+        let h = found("<134>Jun  6 14:52:28 host qumulo: 1.2.3.4,\"u\",api,x,ok,,\"\",\"\"");
+        assert_eq!(h.hostname, "host");
+        assert!(h.body.starts_with("1.2.3.4"));
+    }
+
+    #[test]
+    fn rfc5424_nil_and_structured_data() {
+        let h = found("<134>1 2023-03-03T14:08:51.058379Z q-1 qumulo - - - {\"x\":1}");
+        assert_eq!(h.hostname, "q-1");
+        assert_eq!(h.body, "{\"x\":1}");
+        let h = found("<134>1 2023-03-03T14:08:51Z q-1 qumulo 77 audit [ex@1 a=\"b\\]c\" d=\"e\"][y@2] \u{feff}body");
+        assert_eq!(h.body, "body");
+        let h = found("<134>1 - - - - - - body");
+        assert_eq!(h.hostname, "");
+        assert!(h.time.is_none());
+    }
+
+    #[test]
+    fn malformed_headers() {
+        for bad in ["<134", "<999>Jun 6 14:52:28 h x", "<1>garbage", "<134>1 notatime h a p m - x", "<134>1 2023-03-03T14:08:51Z h a p m [unclosed", "Jun 6 14:52:28 hostonly"] {
+            assert!(matches!(parse_header(bad, &now()), HeaderResult::Malformed(_)), "{bad}");
+        }
+        assert_eq!(parse_header("1.2.3.4,\"u\",api,x,ok,,\"\",\"\"", &now()), HeaderResult::None);
+        assert_eq!(parse_header("{\"x\":1}", &now()), HeaderResult::None);
+    }
+}
