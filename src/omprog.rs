@@ -223,8 +223,9 @@ fn serve<R: io::BufRead, W: Write>(
             }
             if line == BEGIN {
                 if in_tx {
-                    // rsyslog starts over after an error reply: roll back what is open.
-                    flush_chunk(&work_tx, &mut chunk, tx, out, keepalive_every)?;
+                    // rsyslog starts over after an error reply: roll back what is open
+                    // (rsyslog re-sends it, so the unparsed lines are simply dropped).
+                    chunk.clear();
                     send_work(&work_tx, Work::Rollback { tx }, out, keepalive_every)?;
                     clear_journal(&mut journal);
                 }
