@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::event::{Action, Event, ObjectType};
 
 /// Default number of file ids remembered (two generations of half that size each).
-pub const DEFAULT_TYPE_CACHE_ENTRIES: usize = 1 << 20;
+pub const DEFAULT_TYPE_CACHE_ENTRIES: usize = 1 << 18;
 
 /// The bounded id -> type map. Lookups hit the young generation, then the old one (promoting
 /// the entry); when the young generation is full it becomes the old one and the previous old
