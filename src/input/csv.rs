@@ -58,40 +58,53 @@ impl CsvParser {
         }
     }
 
-    fn field(&self, i: usize) -> &str {
+    /// Field `i` of the record in `text` (the validated output buffer).
+    fn field<'t>(&self, text: &'t str, i: usize) -> &'t str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        // The input was valid UTF-8 and csv_core only removes ASCII quotes.
-        std::str::from_utf8(&self.out[start..self.ends[i]]).unwrap_or("")
+        text.get(start..self.ends[i]).unwrap_or("")
     }
 
     /// Parses a CSV body into `ev`.
     pub fn parse(&mut self, body: &str, ev: &mut Event) -> Result<(), String> {
         let n = self.split(body.as_bytes())?;
+        // Valid UTF-8 in, only ASCII quotes removed: the unescaped fields are valid UTF-8 and
+        // field boundaries are character boundaries. Checked once for the whole record.
+        let used = if n == 0 { 0 } else { self.ends[n - 1] };
+        let out = std::mem::take(&mut self.out);
+        let result = match std::str::from_utf8(&out[..used]) {
+            Ok(text) => self.fill(text, n, ev),
+            Err(_) => Err("CSV record is not valid UTF-8 after unquoting".to_string()),
+        };
+        self.out = out;
+        result
+    }
+
+    fn fill(&self, text: &str, n: usize, ev: &mut Event) -> Result<(), String> {
         let off = match n {
             8 => 0,
             9 => 1,
             _ => return Err(format!("expected 8 CSV fields (9 with a node name), found {n}")),
         };
-        let op = self.field(3 + off);
+        let op = self.field(text, 3 + off);
         if op.is_empty() || !op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("CSV field 'operation' is not an operation name: {op:?}"));
         }
-        let status = self.field(4 + off);
+        let status = self.field(text, 4 + off);
         if status.is_empty() {
             return Err("CSV field 'status' is empty".into());
         }
-        ev.client_ip.push_str(self.field(0));
+        ev.client_ip.push_str(self.field(text, 0));
         if off == 1 {
             ev.node.clear();
-            ev.node.push_str(self.field(1));
+            ev.node.push_str(self.field(text, 1));
         }
-        ev.user.name.push_str(self.field(1 + off));
-        ev.protocol.push_str(self.field(2 + off));
+        ev.user.name.push_str(self.field(text, 1 + off));
+        ev.protocol.push_str(self.field(text, 2 + off));
         ev.operation.push_str(op);
         ev.status.push_str(status);
-        ev.file_id.push_str(self.field(5 + off));
-        ev.path.push_str(self.field(6 + off));
-        ev.target_path.push_str(self.field(7 + off));
+        ev.file_id.push_str(self.field(text, 5 + off));
+        ev.path.push_str(self.field(text, 6 + off));
+        ev.target_path.push_str(self.field(text, 7 + off));
         ev.source_format = SourceFormat::Csv;
         Ok(())
     }

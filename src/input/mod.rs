@@ -324,9 +324,11 @@ pub fn cluster_from_hostname(host: &str) -> Option<&str> {
 
 fn write_hex128(out: &mut String, v: u128) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..32).rev() {
-        out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
+    let mut buf = [0u8; 32];
+    for (i, slot) in buf.iter_mut().enumerate() {
+        *slot = HEX[((v >> ((31 - i) * 4)) & 0xf) as usize];
     }
+    out.push_str(std::str::from_utf8(&buf).expect("hex digits are ASCII"));
 }
 
 /// Hash helper kept public for tests and tools that need the same id derivation.

@@ -30,7 +30,7 @@ pub enum HeaderResult<'a> {
 }
 
 fn split_token(s: &str) -> (&str, &str) {
-    match s.find(' ') {
+    match memchr::memchr(b' ', s.as_bytes()) {
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, ""),
     }
