@@ -87,9 +87,15 @@ fn push_detail(details: &mut String, key: &str, raw: &RawValue) {
         return; // Qumulo writes "" for unused fields: absent, not a value.
     }
     details.push(if details.is_empty() { '{' } else { ',' });
-    let mut quoted = Vec::with_capacity(key.len() + 2);
-    crate::format::jsonw::write_str(&mut quoted, key);
-    details.push_str(std::str::from_utf8(&quoted).unwrap_or("\"?\""));
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        details.push('"');
+        details.push_str(key);
+        details.push('"');
+    } else {
+        let mut quoted = Vec::with_capacity(key.len() + 8);
+        crate::format::jsonw::write_str(&mut quoted, key);
+        details.push_str(std::str::from_utf8(&quoted).unwrap_or("\"?\""));
+    }
     details.push(':');
     push_compact_json(details, v);
 }
@@ -133,7 +139,7 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let ev = self.ev;
         let mut seen = Seen::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
                 // Syslog JSON.
                 "user_id" => {
@@ -229,7 +235,7 @@ impl<'de, 'e> Visitor<'de> for UserSeed<'e> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
                 "sid" => set(&mut self.ev.user.sid, map.next_value()?),
                 "auth_id" => set(&mut self.ev.user.auth_id, map.next_value()?),
@@ -264,7 +270,7 @@ impl<'de, 'e> Visitor<'de> for DetailsSeed<'e> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
                 "path" => set(&mut self.ev.path, map.next_value()?),
                 "target" => set(&mut self.ev.target_path, map.next_value()?),
