@@ -125,7 +125,7 @@ fn every_record_is_well_formed() {
         let mut leef = Vec::new();
         Format::Leef.render(ev, &mut leef);
         let leef = String::from_utf8(leef).unwrap();
-        let attrs = leef.splitn(2, "|x09|").nth(1).expect("LEEF 2.0 header with x09 delimiter");
+        let (_, attrs) = leef.split_once("|x09|").expect("LEEF 2.0 header with x09 delimiter");
         for pair in attrs.split('\t') {
             let (key, _) = pair.split_once('=').unwrap_or_else(|| panic!("not key=value: {pair:?} in {leef}"));
             assert!(!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric()), "bad key {key:?}");

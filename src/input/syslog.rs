@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn pri_search_never_splits_a_character() {
         // '>' is looked for in the first 6 bytes; a multi-byte char straddling byte 6 once panicked.
-        for bad in ["<1234é rest", "<12é>", "<ééé>", "<\u{10348}>"] {
+        for bad in ["<1234é rest", "<12é>", "<ééé>", "<\u{10348}>", "<134>é", "<134>\u{11730}"] {
             assert!(matches!(parse_header(bad, &now()), HeaderResult::Malformed(_)), "{bad}");
         }
     }
