@@ -32,8 +32,9 @@ impl Timestamp {
     }
 
     /// Milliseconds since the epoch (CEF `rt`, Splunk HEC `time` use this or seconds).
+    /// Saturates instead of overflowing for times the parsers never produce.
     pub fn epoch_millis(&self) -> i64 {
-        self.secs * 1000 + (self.nanos / 1_000_000) as i64
+        self.secs.saturating_mul(1000).saturating_add((self.nanos / 1_000_000) as i64)
     }
 
     /// Appends RFC 3339 in UTC (`2024-06-06T14:52:28.123Z`) with the original precision.
@@ -321,5 +322,7 @@ mod tests {
         let t = Timestamp::from_epoch_millis(1_717_679_548_000);
         assert_eq!(t.to_rfc3339(), "2024-06-06T13:12:28.000Z");
         assert_eq!(t.epoch_millis(), 1_717_679_548_000);
+        assert!(Timestamp::from_epoch_millis(i64::MIN).epoch_millis() < i64::MIN + 1000);
+        assert_eq!(Timestamp::from_epoch_millis(i64::MAX).epoch_millis(), i64::MAX);
     }
 }

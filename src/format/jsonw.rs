@@ -1,7 +1,8 @@
 //! A tiny allocation-free JSON object writer shared by the JSON-shaped formats (canonical JSON,
 //! ECS, OCSF) and by the sinks that wrap events (Splunk HEC, Elasticsearch bulk).
 //!
-//! Strings are escaped by `serde_json`, so the output is always valid JSON; keys are written as
+//! Strings are escaped by `serde_json` (or, for strings written in pieces, by the equivalent
+//! [`write_str_contents`]), so the output is always valid JSON; keys are written as
 //! given and must be plain ASCII identifiers (they are compile-time constants everywhere).
 
 use std::io::Write as _;
@@ -72,6 +73,38 @@ fn word_needs_escape(w: u64) -> bool {
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
     (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
+/// Appends the escaped contents of a JSON string literal for `s`, without the quotes (so a
+/// string can be written from several pieces). Escapes exactly what JSON requires: `"`, `\\`
+/// and control characters.
+pub fn write_str_contents(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
 }
 
 /// An open JSON object; fields are appended in call order, `end` closes it.
@@ -164,6 +197,24 @@ impl<'a> JsonObj<'a> {
         self
     }
 
+    /// Writes one string value made of the concatenation of `parts` (no intermediate String).
+    pub fn str_parts(&mut self, key: &str, parts: &[&str]) -> &mut Self {
+        self.key(key);
+        self.out.push(b'"');
+        for p in parts {
+            write_str_contents(self.out, p);
+        }
+        self.out.push(b'"');
+        self
+    }
+
+    /// Opens an array under `key`; close it with [`JsonArr::end`] before writing on.
+    pub fn arr(&mut self, key: &str) -> JsonArr<'_> {
+        self.key(key);
+        self.out.push(b'[');
+        JsonArr { out: self.out, first: true }
+    }
+
     /// Opens a nested object under `key`; close it with [`JsonObj::end`] before writing on.
     pub fn obj(&mut self, key: &str) -> JsonObj<'_> {
         self.key(key);
@@ -172,6 +223,27 @@ impl<'a> JsonObj<'a> {
 
     pub fn end(self) {
         self.out.push(b'}');
+    }
+}
+
+/// An open JSON array of objects; `end` closes it.
+pub struct JsonArr<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> JsonArr<'a> {
+    /// Opens the next element, an object; close it with [`JsonObj::end`].
+    pub fn obj(&mut self) -> JsonObj<'_> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        JsonObj::begin(self.out)
+    }
+
+    pub fn end(self) {
+        self.out.push(b']');
     }
 }
 
@@ -199,6 +271,16 @@ mod tests {
             inner.end();
         }
         o.raw("r", "[1,2]").null("z").str_array("l", &["a", "b"]);
+        o.str_parts("p", &["a\"", "\u{1}\n\\", "é"]);
+        {
+            let mut a = o.arr("objs");
+            for i in 0..2 {
+                let mut e = a.obj();
+                e.int("i", i);
+                e.end();
+            }
+            a.end();
+        }
         o.end();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["a"], "q\"uote\\ \u{1}");
@@ -207,5 +289,7 @@ mod tests {
         assert_eq!(v["r"][1], 2);
         assert_eq!(v["l"][1], "b");
         assert!(v["z"].is_null());
+        assert_eq!(v["p"], "a\"\u{1}\n\\é");
+        assert_eq!(v["objs"][1]["i"], 1);
     }
 }

@@ -1,24 +1,47 @@
 //! Output formats: one module per format, each rendering one [`Event`] as one record (no
 //! trailing newline) into a caller-owned buffer, so rendering allocates nothing per event.
+//!
+//! The helpers here are the choices several formats share (event category, severity, the
+//! human-readable event name), so that CEF, LEEF, ECS and OCSF never disagree about them.
+//! `docs/formats.md` documents every mapping.
 
+pub mod cef;
+pub mod ecs;
 pub mod json;
 pub mod jsonw;
+pub mod leef;
+pub mod ocsf;
 
-use crate::event::Event;
+use crate::event::{Action, Event, ObjectType};
 
 /// The output formats a user can choose (`--to`, `format =` in the config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// The project's canonical JSON (`docs/event-schema.md`).
     Json,
+    /// Elastic Common Schema 8.x JSON.
+    Ecs,
+    /// OCSF 1.1.0 File System Activity JSON.
+    Ocsf,
+    /// ArcSight Common Event Format (rev 25).
+    Cef,
+    /// IBM QRadar Log Event Extended Format 2.0.
+    Leef,
 }
 
 impl Format {
-    pub const NAMES: &'static str = "json";
+    pub const NAMES: &'static str = "json, ecs, ocsf, cef, leef";
+
+    /// Every format, in documentation order.
+    pub const ALL: [Format; 5] = [Format::Json, Format::Ecs, Format::Ocsf, Format::Cef, Format::Leef];
 
     pub fn parse(name: &str) -> Option<Format> {
         match name {
             "json" => Some(Format::Json),
+            "ecs" => Some(Format::Ecs),
+            "ocsf" => Some(Format::Ocsf),
+            "cef" => Some(Format::Cef),
+            "leef" => Some(Format::Leef),
             _ => None,
         }
     }
@@ -26,18 +49,26 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Json => "json",
+            Format::Ecs => "ecs",
+            Format::Ocsf => "ocsf",
+            Format::Cef => "cef",
+            Format::Leef => "leef",
         }
     }
 
     /// True for formats whose records are JSON objects (usable as HEC `event` or bulk source).
     pub fn is_json(self) -> bool {
-        matches!(self, Format::Json)
+        matches!(self, Format::Json | Format::Ecs | Format::Ocsf)
     }
 
     /// Appends one rendered record for `ev` to `out`, without a trailing newline.
     pub fn render(self, ev: &Event, out: &mut Vec<u8>) {
         match self {
             Format::Json => json::render(ev, out),
+            Format::Ecs => ecs::render(ev, out),
+            Format::Ocsf => ocsf::render(ev, out),
+            Format::Cef => cef::render(ev, out),
+            Format::Leef => leef::render(ev, out),
         }
     }
 }
@@ -46,5 +77,177 @@ impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Format::parse(s).ok_or_else(|| format!("unknown format {s:?} (expected one of: {})", Format::NAMES))
+    }
+}
+
+/// Our product identity in every format's vendor/product/version fields.
+pub const VENDOR: &str = "Qumulo";
+pub const PRODUCT: &str = "Qumulo Core";
+/// The broker's version, written where a format wants the producing software's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How serious an event is, shared by CEF (`Severity`), LEEF (`sev`) and OCSF (`severity_id`).
+///
+/// * `Informational`: the operation succeeded;
+/// * `Low`: it failed for an ordinary reason (`fs_no_such_entry_error`, `fs_entry_exists_error`...);
+/// * `Medium`: it was refused: an access or credential error ([`is_denied`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+}
+
+impl Severity {
+    pub fn of(ev: &Event) -> Severity {
+        if ev.is_success() {
+            Severity::Informational
+        } else if is_denied(&ev.status) {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+
+    /// CEF severity, 0 to 10 (0-3 Low, 4-6 Medium).
+    pub fn cef(self) -> u8 {
+        match self {
+            Severity::Informational => 1,
+            Severity::Low => 3,
+            Severity::Medium => 5,
+        }
+    }
+
+    /// LEEF `sev`, 1 to 10.
+    pub fn leef(self) -> u8 {
+        self.cef()
+    }
+
+    /// OCSF `severity_id` and its caption.
+    pub fn ocsf(self) -> (u8, &'static str) {
+        match self {
+            Severity::Informational => (1, "Informational"),
+            Severity::Low => (2, "Low"),
+            Severity::Medium => (3, "Medium"),
+        }
+    }
+}
+
+/// Statuses that mean "refused": Qumulo's access errors and every credential error.
+pub fn is_denied(status: &str) -> bool {
+    matches!(status, "fs_access_denied_error" | "fs_access_perm_not_owner_error" | "fs_access_error")
+        || status.starts_with("cred_")
+}
+
+/// The broad category of an event, using ECS `event.category` values (CEF `cat`, ECS).
+///
+/// Logins are `authentication`, REST/configuration operations `configuration`, unmapped
+/// operations that name no file (`smb_close_session`, ...) `session`, everything else `file`.
+pub fn category(ev: &Event) -> &'static str {
+    match ev.action {
+        Action::Login => "authentication",
+        Action::Admin => "configuration",
+        Action::Other if ev.path.is_empty() && ev.file_id.is_empty() => "session",
+        _ => "file",
+    }
+}
+
+/// Writes a short human-readable event name (CEF `Name`): `Read file`, `Change owner of
+/// directory`, `Login`... The object is `file`, `directory`, `symlink` or `object` (unknown).
+pub fn write_event_name(ev: &Event, out: &mut Vec<u8>) {
+    let verb = match ev.action {
+        Action::Create => "Create",
+        Action::Read => "Read",
+        Action::Write => "Write",
+        Action::Delete => "Delete",
+        Action::Rename => "Rename",
+        Action::ChangeOwner => "Change owner of",
+        Action::AddPermissions => "Add permissions to",
+        Action::RemovePermissions => "Remove permissions from",
+        Action::AddProtection => "Add protection to",
+        Action::RemoveProtection => "Remove protection from",
+        Action::ReadMetadata => "Read metadata of",
+        Action::WriteMetadata => "Write metadata of",
+        Action::List => "List",
+        Action::Open => "Open",
+        Action::Link => "Create hard link to",
+        Action::Login => {
+            out.extend_from_slice(b"Login");
+            return;
+        }
+        Action::Admin => {
+            out.extend_from_slice(b"Administrative operation");
+            return;
+        }
+        Action::Other => {
+            out.extend_from_slice(b"Other operation");
+            return;
+        }
+    };
+    out.extend_from_slice(verb.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(match ev.object_type {
+        ObjectType::File => b"file".as_slice(),
+        ObjectType::Directory => b"directory",
+        ObjectType::Symlink => b"symlink",
+        ObjectType::Unknown => b"object",
+    });
+}
+
+/// True when `s` is an IPv4 or IPv6 address (IP-typed output fields only get valid IPs).
+pub fn is_ip(s: &str) -> bool {
+    !s.is_empty() && s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Appends a decimal integer.
+pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
+    use std::io::Write as _;
+    let _ = write!(out, "{v}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for f in Format::ALL {
+            assert_eq!(Format::parse(f.name()), Some(f));
+            assert!(Format::NAMES.contains(f.name()));
+        }
+        assert_eq!("cef".parse::<Format>(), Ok(Format::Cef));
+        assert!("xml".parse::<Format>().unwrap_err().contains("json, ecs, ocsf, cef, leef"));
+        assert!(Format::Ecs.is_json() && Format::Ocsf.is_json() && Format::Json.is_json());
+        assert!(!Format::Cef.is_json() && !Format::Leef.is_json());
+    }
+
+    #[test]
+    fn severity_levels() {
+        let mut ev = Event { status: "ok".into(), ..Event::default() };
+        assert_eq!(Severity::of(&ev), Severity::Informational);
+        ev.status = "fs_no_such_entry_error".into();
+        assert_eq!(Severity::of(&ev), Severity::Low);
+        ev.status = "fs_access_denied_error".into();
+        assert_eq!(Severity::of(&ev), Severity::Medium);
+        ev.status = "cred_invalid_sid_error".into();
+        assert_eq!(Severity::of(&ev), Severity::Medium);
+    }
+
+    #[test]
+    fn event_names() {
+        let mut ev = Event { action: Action::ChangeOwner, object_type: ObjectType::Directory, ..Event::default() };
+        let mut out = Vec::new();
+        write_event_name(&ev, &mut out);
+        assert_eq!(out, b"Change owner of directory");
+        ev.action = Action::Login;
+        out.clear();
+        write_event_name(&ev, &mut out);
+        assert_eq!(out, b"Login");
+    }
+
+    #[test]
+    fn ip_check() {
+        assert!(is_ip("203.0.113.7") && is_ip("2001:db8::1"));
+        assert!(!is_ip("") && !is_ip("host.example") && !is_ip("1.2.3"));
     }
 }

@@ -20,6 +20,19 @@ use crate::time::{parse_rfc3339_prefix, Timestamp};
 
 use self::syslog::{parse_header, HeaderResult};
 
+/// Latest epoch millisecond a CloudWatch timestamp may hold: 9999-12-31T23:59:59.999Z, the last
+/// instant RFC 3339 can write. Earlier than the epoch is refused too.
+pub const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
+
+/// A CloudWatch epoch-millisecond timestamp, refused outside 1970..=9999.
+fn cloudwatch_time(ms: i64) -> Result<Timestamp, ParseError> {
+    if (0..=MAX_EPOCH_MILLIS).contains(&ms) {
+        Ok(Timestamp::from_epoch_millis(ms))
+    } else {
+        err(format!("CloudWatch timestamp {ms} is out of range (1970 to 9999)"))
+    }
+}
+
 /// Default longest line accepted (bytes, without the newline).
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 
@@ -87,18 +100,29 @@ pub struct Parser {
     pub classifier: Classifier,
     now: Timestamp,
     lines_since_now: u32,
+    /// Set by [`Parser::set_now`]: "now" is fixed and never refreshed from the clock.
+    now_pinned: bool,
 }
 
 impl Parser {
     pub fn new(opts: ParserOptions) -> Parser {
         let classifier = Classifier::new(opts.type_cache_entries);
-        Parser { opts, csv: csv::CsvParser::default(), classifier, now: Timestamp::now(), lines_since_now: 0 }
+        Parser {
+            opts,
+            csv: csv::CsvParser::default(),
+            classifier,
+            now: Timestamp::now(),
+            lines_since_now: 0,
+            now_pinned: false,
+        }
     }
 
-    /// Fixes "now" (for RFC 3164 year inference) for reproducible tests.
+    /// Fixes "now" (for RFC 3164 year inference) for reproducible tests. It stays fixed for
+    /// the parser's lifetime (it is no longer refreshed from the clock every 64k lines).
     pub fn set_now(&mut self, now: Timestamp) {
         self.now = now;
-        self.lines_since_now = u32::MIN;
+        self.lines_since_now = 0;
+        self.now_pinned = true;
     }
 
     /// Parses one line (a trailing `\n` / `\r\n` is ignored) into `ev`.
@@ -159,6 +183,9 @@ impl Parser {
 
     fn refresh_now(&mut self) {
         // Year inference needs only a coarse "now": refresh it every 64k lines.
+        if self.now_pinned {
+            return;
+        }
         self.lines_since_now = self.lines_since_now.wrapping_add(1);
         if self.lines_since_now == 65_536 {
             self.now = Timestamp::now();
@@ -276,7 +303,7 @@ impl Parser {
             return err("audit record has no status");
         }
         if let Some(ms) = cw_ms {
-            ev.time = Some(Timestamp::from_epoch_millis(ms));
+            ev.time = Some(cloudwatch_time(ms)?);
         }
         Ok(Parsed::Event)
     }
@@ -284,8 +311,11 @@ impl Parser {
     /// A row of the CloudWatch console's ASCII export: `| 1717679548000 | {...} |`.
     fn parse_cloudwatch_row<'a>(&mut self, s: &'a str, ev: &mut Event, meta: &mut LineMeta<'a>, depth: u8) -> Result<Parsed, ParseError> {
         let inner = s[1..].trim_start();
-        if inner.starts_with('-') || inner.is_empty() || inner.starts_with("timestamp") {
-            return Ok(Parsed::Skip); // header, border or separator row
+        // Header, border or separator row. A border holds nothing but '-', '|', '+' and spaces,
+        // so a data row whose timestamp starts with '-' is an error, not silently skipped.
+        let border = inner.bytes().all(|b| matches!(b, b'-' | b'|' | b'+' | b' '));
+        if border || inner.starts_with("timestamp") {
+            return Ok(Parsed::Skip);
         }
         let Some((ts, rest)) = inner.split_once('|') else {
             return err("CloudWatch table row has no message column");
@@ -294,6 +324,7 @@ impl Parser {
         let Ok(ms) = ts.parse::<i64>() else {
             return err(format!("CloudWatch table row timestamp {ts:?} is not epoch milliseconds"));
         };
+        let row_time = cloudwatch_time(ms)?;
         let msg = rest.trim();
         let msg = msg.strip_suffix('|').unwrap_or(msg).trim_end();
         if !msg.starts_with('{') {
@@ -303,7 +334,7 @@ impl Parser {
         if ev.source_format != SourceFormat::CloudWatch && ev.time.is_some() {
             return Ok(parsed);
         }
-        ev.time = Some(Timestamp::from_epoch_millis(ms));
+        ev.time = Some(row_time);
         Ok(parsed)
     }
 }
@@ -353,6 +384,38 @@ mod tests {
         assert_eq!(cluster_from_hostname("lonely"), None);
         assert_eq!(cluster_from_hostname("a-b"), None);
         assert_eq!(cluster_from_hostname("-1"), None);
+    }
+
+    #[test]
+    fn set_now_stays_fixed_past_the_refresh_interval() {
+        let mut p = Parser::new(ParserOptions::default());
+        let now = parse_rfc3339_prefix(b"2020-03-01T00:00:00Z").unwrap().0;
+        p.set_now(now);
+        let mut ev = Event::default();
+        for _ in 0..70_000 {
+            p.parse(b"", &mut ev).unwrap();
+            p.parse(b"Jun 6 14:52:28 h qumulo 1.1.1.1,\"u\",api,fs_open,ok,1,\"/p\",\"\"", &mut ev).unwrap();
+        }
+        // June 2020 lies in the future of the pinned "now", so the year is 2019.
+        assert_eq!(ev.time.unwrap().to_rfc3339(), "2019-06-06T14:52:28Z");
+    }
+
+    #[test]
+    fn cloudwatch_timestamps_out_of_range_are_errors() {
+        let mut p = Parser::new(ParserOptions::default());
+        let mut ev = Event::default();
+        let msg = r#"{\"ip_address\": \"1.2.3.4\", \"user\": \"u\", \"protocol\": \"api\", \"operation\": \"fs_read_data\", \"result\": \"ok\", \"object_id\": \"1\", \"path_1\": \"/x\", \"path_2\": \"\"}"#;
+        for ms in ["-1", "-9223372036854775808", "253402300800000", "9223372036854775807"] {
+            let export = format!(r#"{{"timestamp": {ms}, "message": "{msg}"}}"#);
+            let e = p.parse(export.as_bytes(), &mut ev).unwrap_err();
+            assert!(e.reason.contains("out of range"), "{e}");
+            let row = format!("| {ms} | {} |", msg.replace("\\\"", "\""));
+            let e = p.parse(row.as_bytes(), &mut ev).unwrap_err();
+            assert!(e.reason.contains("out of range"), "{e}");
+        }
+        let export = format!(r#"{{"timestamp": 253402300799999, "message": "{msg}"}}"#);
+        p.parse(export.as_bytes(), &mut ev).unwrap();
+        assert_eq!(ev.time.unwrap().to_rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

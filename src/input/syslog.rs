@@ -49,7 +49,8 @@ pub fn parse_header<'a>(line: &'a str, now: &Timestamp) -> HeaderResult<'a> {
     let bytes = line.as_bytes();
     let mut rest = line;
     if bytes.first() == Some(&b'<') {
-        let Some(close) = line[..line.len().min(6)].find('>') else {
+        // Look for '>' in the first bytes only (by byte: the line may hold multi-byte chars there).
+        let Some(close) = bytes[..bytes.len().min(6)].iter().position(|&b| b == b'>') else {
             return HeaderResult::Malformed("syslog PRI '<n>' is not closed");
         };
         let pri = &line[1..close];
@@ -206,6 +207,14 @@ mod tests {
         let h = found("<134>1 - - - - - - body");
         assert_eq!(h.hostname, "");
         assert!(h.time.is_none());
+    }
+
+    #[test]
+    fn pri_search_never_splits_a_character() {
+        // '>' is looked for in the first 6 bytes; a multi-byte char straddling byte 6 once panicked.
+        for bad in ["<1234é rest", "<12é>", "<ééé>", "<\u{10348}>", "<134>é", "<134>\u{11730}"] {
+            assert!(matches!(parse_header(bad, &now()), HeaderResult::Malformed(_)), "{bad}");
+        }
     }
 
     #[test]
