@@ -640,6 +640,37 @@ ruleset(name="toprog" queue.type="LinkedList") {{
 }
 
 #[test]
+fn rsyslogd_restart_keeps_a_saved_disk_queue() {
+    // omfwd to a port nobody listens on yet; the action's disk-assisted queue is saved on
+    // shutdown into the work dir and delivered after restart() once the receiver is up.
+    let port = support::free_port();
+    let body = format!(
+        r#"
+template(name="fwd" type="string" string="%rawmsg%\n")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" template="fwd"
+       action.resumeRetryCount="-1" action.resumeInterval="1"
+       queue.type="LinkedList" queue.filename="fwdq" queue.saveOnShutdown="on")
+"#
+    );
+    let mut r = Rsyslogd::builder(&body).allow_startup_errors().start();
+    sender::send_qumulo(r.addr(), Shape::Csv, 0..100);
+    std::thread::sleep(Duration::from_millis(300));
+    let ex = r.stop();
+    assert!(!ex.killed, "{}", r.diagnostics());
+    let saved: Vec<String> = std::fs::read_dir(r.work_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fwdq"))
+        .collect();
+    assert!(saved.iter().any(|n| n.ends_with(".qi")), "queue saved on shutdown: {saved:?}\n{}", r.diagnostics());
+
+    let rx = SyslogTcpReceiver::start_on(port);
+    r.restart();
+    let msgs = rx.wait_for(100, T);
+    Tally::of(msgs.iter().map(|m| m.text())).assert_exactly_once(0..100);
+}
+
+#[test]
 fn rsyslog_receiver_writes_msg_or_raw() {
     let mut rx = RsyslogReceiver::start(RxFormat::Raw, "");
     sender::send_qumulo(rx.addr(), Shape::Csv, 0..3);

@@ -88,3 +88,9 @@ pub fn file_text_for_panic(path: &std::path::Path) -> String {
         Err(e) => format!("<cannot read {}: {e}>", path.display()),
     }
 }
+
+/// A loopback TCP port that was free a moment ago (bound to port 0, then released). For configs
+/// that must name a port before its listener exists; prefer binding port 0 directly otherwise.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+}

@@ -94,8 +94,23 @@ pub struct SyslogTcpReceiver {
 }
 
 impl SyslogTcpReceiver {
+    /// Starts on a free port.
     pub fn start() -> SyslogTcpReceiver {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("syslog rx: bind");
+        SyslogTcpReceiver::start_on(0)
+    }
+
+    /// Starts on `127.0.0.1:port` (e.g. a port a forwarding config already names), retrying the
+    /// bind for up to 10 s.
+    pub fn start_on(port: u16) -> SyslogTcpReceiver {
+        let mut last = None;
+        let listener = try_wait_for(Duration::from_secs(10), || match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                last = Some(e);
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("syslog rx: cannot bind 127.0.0.1:{port}: {last:?}"));
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let shared = Shared::new();
