@@ -117,12 +117,20 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let Setup { sink, encoder, journal, shared } = setup;
+    install_signals(&shared);
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let code = serve(BufReader::with_capacity(256 * 1024, stdin.lock()), &mut out, sink, encoder, journal, shared.clone());
     log::info!("{}", shared.stats.line());
     code
+}
+
+/// Runs the protocol on the given streams instead of stdin/stdout (no signal handling).
+/// Returns the exit code, or the setup error (in which case nothing was written to `output`).
+pub fn run_on<R: io::BufRead, W: Write>(cfg: Config, input: R, output: &mut W) -> Result<i32, String> {
+    let Setup { sink, encoder, journal, shared } = setup(cfg)?;
+    Ok(serve(input, output, sink, encoder, journal, shared))
 }
 
 fn reply<W: Write>(out: &mut W, text: &[u8]) -> io::Result<()> {
@@ -179,7 +187,6 @@ fn serve<R: io::BufRead, W: Write>(
     mut journal: Option<Journal>,
     shared: Arc<Shared>,
 ) -> i32 {
-    install_signals(&shared);
     let (work_tx, work_rx) = bounded::<Work>(16);
     let (batch_tx, batch_rx) = bounded::<Batch>(4);
     let (pool_tx, pool_rx) = bounded::<Batch>(8);
@@ -358,6 +365,9 @@ fn commit<W: Write>(
 ) -> io::Result<Result<(), String>> {
     if let Some(j) = journal.as_ref() {
         if let Err(e) = j.sync_if_configured() {
+            // Nothing of this transaction is delivered; rsyslog re-sends it after the error.
+            chunk.clear();
+            send_work(work_tx, Work::Rollback { tx }, out, every)?;
             return Ok(Err(format!("journal fsync failed: {e}")));
         }
     }
