@@ -92,7 +92,9 @@ fn is_protocol_word(g: &[u8]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    ))]
 
     #[test]
     fn replies_and_deliveries_follow_the_protocol(steps in proptest::collection::vec(step(), 0..40)) {
