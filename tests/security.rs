@@ -1,0 +1,184 @@
+//! Security behaviour of the real binary: TLS certificates are verified by default (a
+//! self-signed server is refused, trusted through `ca_file`, accepted with `tls_verify = false`
+//! only), tokens come from files and never appear in the log, and a token file readable by
+//! everyone is warned about.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
+const TOKEN: &str = "s3cr3t-hec-token-0123456789";
+
+/// A TLS HTTP/1.1 server with a self-signed certificate for 127.0.0.1 that answers every
+/// request with HEC success and counts the requests it fully received.
+struct TlsServer {
+    port: u16,
+    ca_pem: String,
+    requests: Arc<AtomicUsize>,
+}
+
+fn start_tls_server() -> TlsServer {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let ca_pem = ck.cert.pem();
+    let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let config = config.clone();
+            let counter = counter.clone();
+            thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                loop {
+                    let mut reader = BufReader::new(&mut tls);
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    let mut first = true;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return; // closed, or the client refused our certificate
+                        }
+                        if first && line.trim().is_empty() {
+                            continue;
+                        }
+                        first = false;
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let resp = b"{\"text\":\"Success\",\"code\":0}";
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", resp.len());
+                    if tls.write_all(head.as_bytes()).and_then(|_| tls.write_all(resp)).and_then(|_| tls.flush()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    TlsServer { port, ca_pem, requests }
+}
+
+fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let token = dir.join("hec.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let cfg = dir.join("hec.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[destination]\ntype = \"http\"\nurl = \"https://127.0.0.1:{port}\"\npreset = \"splunk-hec\"\ntoken_file = \"{}\"\n{extra}\n[retry]\nmax_elapsed_secs = 1\ninitial_backoff_ms = 50\nkeepalive_ms = 100\n[journal]\ndir = \"{}\"\n[dead_letter]\npath = \"{}\"\n",
+            token.display(),
+            dir.join("journal").display(),
+            dir.join("dead.ndjson").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+    cfg
+}
+
+/// Runs one transaction through `omprog`; returns (the COMMIT reply, stderr).
+fn one_transaction(cfg: &Path) -> (String, String) {
+    let mut child = Command::new(BIN)
+        .args(["omprog", "--config"])
+        .arg(cfg)
+        .env("QAB_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = "<134>Jun  6 14:52:28 q-node-1 qumulo 10.0.0.1,\"AD\\alice\",smb2,fs_write_data,ok,7,\"/share/file-7.txt\",\"\"";
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        write!(stdin, "BEGIN TRANSACTION\n{line}\nCOMMIT TRANSACTION\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let replies: Vec<&str> = stdout.lines().map(|l| l.trim_start_matches('.')).collect();
+    assert_eq!(&replies[..3], &["OK", "OK", "DEFER_COMMIT"], "stdout: {stdout:?}");
+    (replies[3].to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn self_signed_certificate_is_refused_by_default() {
+    let server = start_tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), server.port, "");
+    let (commit, stderr) = one_transaction(&cfg);
+    assert!(commit.starts_with("ERROR destination unavailable"), "COMMIT reply {commit:?}");
+    assert!(stderr.to_lowercase().contains("certificate"), "stderr names the certificate problem:\n{stderr}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 0, "no request may reach an unverified server");
+    // `check --connect` says so too.
+    let check = Command::new(BIN).args(["check", "--connect", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).to_lowercase().contains("certificate"));
+    assert!(!stderr.contains(TOKEN), "the token leaked into the log");
+}
+
+#[test]
+fn ca_file_makes_the_server_trusted() {
+    let server = start_tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let cfg = write_config(dir.path(), server.port, &format!("ca_file = \"{}\"", ca.display()));
+    let (commit, stderr) = one_transaction(&cfg);
+    assert_eq!(commit, "OK", "stderr:\n{stderr}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    assert!(!stderr.contains(TOKEN), "the token leaked into the log:\n{stderr}");
+    assert!(!stderr.contains("readable by every user"), "no warning for mode 0640");
+}
+
+#[test]
+fn tls_verify_false_is_accepted_with_a_warning() {
+    let server = start_tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), server.port, "tls_verify = false");
+    let (commit, stderr) = one_transaction(&cfg);
+    assert_eq!(commit, "OK", "stderr:\n{stderr}");
+    assert!(stderr.contains("tls_verify = false"), "a warning names the setting:\n{stderr}");
+}
+
+#[test]
+fn world_readable_token_file_is_warned_about_and_never_logged() {
+    let server = start_tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let cfg = write_config(dir.path(), server.port, &format!("ca_file = \"{}\"", ca.display()));
+    std::fs::set_permissions(dir.path().join("hec.token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (commit, stderr) = one_transaction(&cfg);
+    assert_eq!(commit, "OK", "stderr:\n{stderr}");
+    assert!(stderr.contains("readable by every user"), "stderr:\n{stderr}");
+    assert!(stderr.contains("hec.token"), "the warning names the file:\n{stderr}");
+    assert!(!stderr.contains(TOKEN), "the token leaked into the log:\n{stderr}");
+}
