@@ -132,3 +132,37 @@ fn every_record_is_well_formed() {
         }
     }
 }
+
+/// Every example record in `docs/formats.md` must be a record of the goldens, so the
+/// documentation cannot drift from what the code writes.
+#[test]
+fn docs_examples_are_golden_records() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/formats.md")).expect("docs/formats.md");
+    let golden = |f: &str| fs::read_to_string(golden_dir().join(format!("{f}.out"))).unwrap();
+    let (cef, leef) = (golden("cef"), golden("leef"));
+    let mut checked = 0;
+    for line in doc.lines() {
+        let text_golden = if line.starts_with("CEF:0|Qumulo|Qumulo Core|") {
+            &cef
+        } else if line.starts_with("LEEF:2.0|Qumulo|Qumulo Core|") {
+            &leef
+        } else {
+            continue;
+        };
+        if line.contains("<broker version>") {
+            continue; // the layout line, not a record
+        }
+        assert!(text_golden.lines().any(|g| g == line), "docs/formats.md example is not a golden record:\n{line}");
+        checked += 1;
+    }
+    // ```json blocks: the ECS example, then the OCSF example.
+    let blocks: Vec<&str> = doc.split("```json\n").skip(1).map(|b| b.split("\n```").next().unwrap()).collect();
+    assert_eq!(blocks.len(), 2, "one ECS and one OCSF example");
+    for (block, format) in blocks.iter().zip(["ecs", "ocsf"]) {
+        let example: serde_json::Value = serde_json::from_str(block).expect("example is JSON");
+        let found = golden(format).lines().any(|g| serde_json::from_str::<serde_json::Value>(g).unwrap() == example);
+        assert!(found, "docs/formats.md {format} example is not a golden record");
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+}
