@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::event::{Action, Event, ObjectType};
 
 /// Default number of file ids remembered (two generations of half that size each).
-pub const DEFAULT_TYPE_CACHE_ENTRIES: usize = 1 << 20;
+pub const DEFAULT_TYPE_CACHE_ENTRIES: usize = 1 << 18;
 
 /// The bounded id -> type map. Lookups hit the young generation, then the old one (promoting
 /// the entry); when the young generation is full it becomes the old one and the previous old
@@ -219,7 +219,9 @@ impl Classifier {
 
     pub fn classify(&mut self, ev: &mut Event) {
         ev.action = action_for_operation(&ev.operation);
-        let id: Option<u64> = ev.file_id.parse().ok();
+        // File ids are unique within a cluster only: key the memory by both.
+        let id: Option<u64> =
+            ev.file_id.parse::<u64>().ok().map(|id| xxhash_rust::xxh3::xxh3_64_with_seed(ev.cluster.as_bytes(), id));
         let mut ty = type_implied_by_operation(&ev.operation);
 
         let needs_details = ev.operation == "fs_write_metadata" || ty.is_none();
@@ -329,6 +331,21 @@ mod tests {
         let mut u = ev("fs_delete", "10", "");
         c.classify(&mut u);
         assert_eq!(u.object_type, ObjectType::Unknown);
+    }
+
+    #[test]
+    fn file_ids_are_per_cluster() {
+        let mut c = Classifier::new(100);
+        let mut e = ev("fs_create_directory", "7", "");
+        e.cluster = "alpha".into();
+        c.classify(&mut e);
+        let mut d = ev("fs_delete", "7", "");
+        d.cluster = "beta".into();
+        c.classify(&mut d);
+        assert_eq!(d.object_type, ObjectType::Unknown);
+        d.cluster = "alpha".into();
+        c.classify(&mut d);
+        assert_eq!(d.object_type, ObjectType::Directory);
     }
 
     #[test]

@@ -5,9 +5,17 @@
 //! model) -> [`classify`] -> [`format`] (one module per output format) -> `batch` -> `sink` (one
 //! module per destination) -> `omprog` (the protocol state machine that owns acknowledgement).
 
+pub mod batch;
 pub mod classify;
+pub mod config;
 pub mod convert;
+pub mod deadletter;
 pub mod event;
+pub mod filter;
 pub mod format;
 pub mod input;
+pub mod journal;
+pub mod omprog;
+pub mod sink;
+pub mod stats;
 pub mod time;

@@ -1,6 +1,12 @@
 //! The `qumulo-audit-broker` command line: a thin layer over the library's subcommands.
 
+use std::path::{Path, PathBuf};
+
 use clap::{Parser as ClapParser, Subcommand};
+
+use qumulo_audit_broker::config::Config;
+use qumulo_audit_broker::omprog;
+use qumulo_audit_broker::sink::Sink;
 
 use qumulo_audit_broker::convert;
 use qumulo_audit_broker::format::Format;
@@ -32,10 +38,64 @@ enum Command {
         /// Input files; stdin when none (or `-`).
         files: Vec<String>,
     },
+    /// Run as rsyslog's omprog program: audit lines on stdin, one status line per line on stdout.
+    Omprog {
+        /// The destination's TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a destination config (and, with --connect, that the destination answers).
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        /// Also connect to the destination.
+        #[arg(long)]
+        connect: bool,
+    },
+}
+
+fn init_logging() {
+    let pid = std::process::id();
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("QAB_LOG", "info"))
+        .target(env_logger::Target::Stderr)
+        .format(move |buf, record| {
+            use std::io::Write;
+            writeln!(buf, "{} qumulo-audit-broker[{pid}] {}: {}", buf.timestamp_millis(), record.level(), record.args())
+        })
+        .init();
+}
+
+fn check(config: &Path, connect: bool) -> i32 {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let mut sink = match Sink::from_config(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return 2;
+        }
+    };
+    println!("{}: configuration is valid (type = {}, format = {})", config.display(), cfg.destination.kind, cfg.destination.format);
+    if connect {
+        match sink.check_connect() {
+            Ok(msg) => println!("{}: {msg}", config.display()),
+            Err(e) => {
+                eprintln!("{}: destination unreachable: {e}", config.display());
+                return 1;
+            }
+        }
+    }
+    0
 }
 
 fn main() {
     let cli = Cli::parse();
+    init_logging();
     let code = match cli.command {
         Command::Convert { to, cluster, cluster_from_hostname, max_line, files } => {
             let cluster = match (cluster, cluster_from_hostname) {
@@ -46,6 +106,14 @@ fn main() {
             let parser = ParserOptions { max_line, cluster, ..ParserOptions::default() };
             convert::run(convert::ConvertArgs { format: to, files, parser })
         }
+        Command::Omprog { config } => match Config::load(&config) {
+            Ok(cfg) => omprog::run(cfg),
+            Err(e) => {
+                log::error!("{e}");
+                2
+            }
+        },
+        Command::Check { config, connect } => check(&config, connect),
     };
     std::process::exit(code);
 }

@@ -73,6 +73,12 @@ impl<'a> JsonObj<'a> {
         self
     }
 
+    /// Writes `key` and returns the buffer, for the caller to append the value (valid JSON).
+    pub fn raw_key(&mut self, key: &str) -> &mut Vec<u8> {
+        self.key(key);
+        self.out
+    }
+
     /// Writes a timestamp as an RFC 3339 string.
     pub fn time(&mut self, key: &str, t: &crate::time::Timestamp) -> &mut Self {
         self.key(key);

@@ -364,7 +364,8 @@ mod tests {
     fn keys_in_any_order_and_details_split() {
         let mut ev = Event::default();
         let line = r#"{"details": {"size": 261456, "file_id": "4", "path": "/my file", "offset": 0, "extra_name": ""}, "status": "ok", "operation": "fs_write_data", "protocol": "smb2", "user_ip": "10.0.0.1", "user_id": {"name": "AD\\alice", "auth_id": "500", "sid": "S-1"}}"#;
-        let seen = parse_object(line, &mut String::new(), &mut ev).unwrap();
+        let mut scratch = String::new();
+        let seen = parse_object(line, &mut scratch, &mut ev).unwrap();
         assert_eq!(source_format(&seen), Some(SourceFormat::Json));
         assert_eq!(ev.path, "/my file");
         assert_eq!(ev.file_id, "4");

@@ -1,0 +1,102 @@
+//! The dead-letter file: every line that could not be parsed and every record the destination
+//! refused for good, one JSON object per line with the time, destination, cluster, reason and
+//! the original line (or rendered record), so nothing is silently dropped and an operator can
+//! replay it after a fix (`jq -r .line dead.ndjson | qumulo-audit-broker convert`).
+//!
+//! Several program instances may share the file: writes are `O_APPEND` under `flock`.
+//! Without a configured path, entries are logged in full on stderr instead.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::format::jsonw::JsonObj;
+use crate::sink::file::FlockGuard;
+use crate::stats::Stats;
+use crate::time::Timestamp;
+
+pub struct DeadLetter {
+    destination: String,
+    path: Option<PathBuf>,
+    file: Mutex<Option<File>>,
+    stats: Arc<Stats>,
+}
+
+/// What went to the dead-letter file.
+pub enum Kind {
+    /// An input line that is not a Qumulo audit record.
+    ParseError,
+    /// A rendered record the destination refused.
+    Rejected,
+}
+
+impl DeadLetter {
+    pub fn new(destination: &str, path: Option<PathBuf>, stats: Arc<Stats>) -> std::io::Result<DeadLetter> {
+        let file = match &path {
+            Some(p) => Some(open(p)?),
+            None => None,
+        };
+        Ok(DeadLetter { destination: destination.to_string(), path, file: Mutex::new(file), stats })
+    }
+
+    pub fn reopen(&self) {
+        if let Some(p) = &self.path {
+            let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            match open(p) {
+                Ok(f) => *guard = Some(f),
+                Err(e) => log::error!("cannot reopen dead-letter file {}: {e}", p.display()),
+            }
+        }
+    }
+
+    /// Records one entry. Never fails: if the file cannot be written, the entry goes to stderr.
+    pub fn write(&self, kind: Kind, cluster: &str, reason: &str, data: &[u8]) {
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(data.len() + reason.len() + 128);
+        {
+            let mut o = JsonObj::begin(&mut out);
+            o.time("time", &Timestamp::now())
+                .str("destination", &self.destination)
+                .str("kind", match kind {
+                    Kind::ParseError => "parse_error",
+                    Kind::Rejected => "rejected",
+                })
+                .opt_str("cluster", cluster)
+                .str("reason", reason);
+            let text = String::from_utf8_lossy(data);
+            let text = text.trim_end_matches(['\n', '\r']);
+            o.str(if matches!(kind, Kind::ParseError) { "line" } else { "record" }, text);
+            if std::str::from_utf8(data).is_err() {
+                o.bool("invalid_utf8", true);
+            }
+            o.end();
+        }
+        out.push(b'\n');
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = guard.as_ref() {
+            let result = FlockGuard::lock(f).and_then(|_lock| {
+                let mut w: &File = f;
+                w.write_all(&out)
+            });
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    log::error!("cannot write dead-letter file: {e}");
+                    *guard = None;
+                }
+            }
+        }
+        log::error!("dead letter: {}", String::from_utf8_lossy(&out).trim_end());
+    }
+}
+
+fn open(p: &PathBuf) -> std::io::Result<File> {
+    if let Some(dir) = p.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    OpenOptions::new().create(true).append(true).open(p)
+}

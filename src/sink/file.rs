@@ -1,0 +1,108 @@
+//! File destination: appends records (one per line) to a file, optionally fsyncing each batch.
+//!
+//! Several program instances may append to the same file (rsyslog runs one per action worker),
+//! so the file is opened with `O_APPEND` and each batch is written under an exclusive `flock`,
+//! which keeps batches from interleaving. SIGHUP reopens the file (after logrotate moved it).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+
+use super::Attempt;
+use crate::batch::Batch;
+use crate::config::{Config, ConfigError};
+
+pub struct FileSink {
+    path: PathBuf,
+    fsync: bool,
+    file: Option<File>,
+    scratch: Vec<u8>,
+}
+
+fn open_append(path: &PathBuf) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Holds an exclusive `flock` on a file until dropped.
+pub struct FlockGuard<'a>(&'a File);
+
+impl<'a> FlockGuard<'a> {
+    pub fn lock(file: &'a File) -> std::io::Result<FlockGuard<'a>> {
+        loop {
+            // SAFETY: flock on a valid, open file descriptor.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(FlockGuard(file));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for FlockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unlocking a descriptor we locked.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+impl FileSink {
+    pub fn new(cfg: &Config) -> Result<FileSink, ConfigError> {
+        let path = cfg.destination.path.clone().expect("validated");
+        let file = open_append(&path).map_err(|e| ConfigError(format!("cannot open {} for appending: {e}", path.display())))?;
+        Ok(FileSink { path, fsync: cfg.destination.fsync.unwrap_or(true), file: Some(file), scratch: Vec::new() })
+    }
+
+    pub fn reopen(&mut self) {
+        self.file = None;
+        match open_append(&self.path) {
+            Ok(f) => {
+                log::info!("reopened {}", self.path.display());
+                self.file = Some(f);
+            }
+            Err(e) => log::error!("cannot reopen {}: {e}", self.path.display()),
+        }
+    }
+
+    pub fn deliver(&mut self, batch: &Batch, which: &[usize]) -> Attempt {
+        if self.file.is_none() {
+            self.reopen();
+        }
+        let Some(file) = &self.file else {
+            return Attempt::retry_all(which, format!("cannot open {}", self.path.display()));
+        };
+        let body = batch.body(which, &mut self.scratch);
+        let result = (|| {
+            let _lock = FlockGuard::lock(file)?;
+            let mut f: &File = file;
+            f.write_all(body)?;
+            if self.fsync {
+                file.sync_data()?;
+            }
+            Ok::<(), std::io::Error>(())
+        })();
+        match result {
+            Ok(()) => Attempt::ok(),
+            Err(e) => {
+                let msg = format!("writing {}: {e}", self.path.display());
+                self.file = None; // reopen next time
+                Attempt::retry_all(which, msg)
+            }
+        }
+    }
+
+    pub fn check(&mut self) -> Result<String, String> {
+        open_append(&self.path)
+            .map(|_| format!("{} is writable", self.path.display()))
+            .map_err(|e| format!("cannot open {} for appending: {e}", self.path.display()))
+    }
+}

@@ -1,0 +1,402 @@
+//! HTTP destination via `ureq`, with three presets:
+//!
+//! * `ndjson`: POST one JSON (or text) record per line;
+//! * `splunk-hec`: POST `/services/collector/event` with concatenated HEC event objects
+//!   (`time`, `host`, `source`, `sourcetype`, `index`, `event`), `Authorization: Splunk <token>`;
+//! * `elasticsearch-bulk`: POST `_bulk` NDJSON with `create` actions whose `_id` is our stable
+//!   event id, so a retried batch never indexes an event twice (409 conflicts count as
+//!   delivered); per-item results are read: 429/5xx items are retried, other 4xx items are
+//!   dead-lettered.
+//!
+//! Any HTTP 400 for a multi-record request is narrowed down by sending the records one by one,
+//! so one bad record is dead-lettered and the rest delivered. 401/403/404 and other statuses are
+//! treated as retryable: a configuration problem must never throw audit data away.
+//! TLS is verified by default against the system's roots plus an optional `ca_file`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Attempt;
+use crate::batch::Batch;
+use crate::config::{read_secret, Config, ConfigError, HttpPreset};
+use crate::event::Event;
+use crate::format::jsonw::{write_str, JsonObj};
+use crate::format::Format;
+
+/// Frames events for a preset (HEC event objects, bulk action + source pairs, NDJSON lines).
+#[derive(Clone)]
+pub struct HttpEncoder {
+    format: Format,
+    preset: HttpPreset,
+    index: String,
+    sourcetype: String,
+    source: Option<String>,
+}
+
+pub struct HttpSink {
+    agent: ureq::Agent,
+    url: String,
+    preset: HttpPreset,
+    auth: Option<String>,
+    gzip: bool,
+    scratch: Vec<u8>,
+    gz: Vec<u8>,
+}
+
+/// The URL to POST to for a preset: HEC and bulk paths are added when the configured URL is a
+/// bare base (`https://splunk:8088`, `http://es:9200`).
+fn endpoint(url: &str, preset: HttpPreset) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let has_path = trimmed.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
+    match preset {
+        HttpPreset::SplunkHec if !has_path => format!("{trimmed}/services/collector/event"),
+        HttpPreset::ElasticsearchBulk if !has_path => format!("{trimmed}/_bulk"),
+        _ => url.to_string(),
+    }
+}
+
+fn tls_config(cfg: &Config) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    let d = &cfg.destination;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError(format!("TLS setup: {e}")))?;
+    if d.tls_verify == Some(false) {
+        log::warn!("[destination] tls_verify = false: the server's certificate is NOT checked; anyone on the path can read and forge deliveries");
+        let verifier = Arc::new(NoVerify(provider));
+        return Ok(Arc::new(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match rustls_native_certs::load_native_certs() {
+        Ok(certs) => {
+            let (_added, _ignored) = roots.add_parsable_certificates(certs);
+        }
+        Err(e) => log::warn!("cannot load the system's root certificates: {e}"),
+    }
+    if let Some(ca) = &d.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| ConfigError(format!("cannot read ca_file {}: {e}", ca.display())))?;
+        let mut n = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| ConfigError(format!("ca_file {}: {e}", ca.display())))?;
+            roots.add(cert).map_err(|e| ConfigError(format!("ca_file {}: {e}", ca.display())))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(ConfigError(format!("ca_file {} holds no PEM certificate", ca.display())));
+        }
+    }
+    Ok(Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+}
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl HttpSink {
+    pub fn new(cfg: &Config) -> Result<HttpSink, ConfigError> {
+        let d = &cfg.destination;
+        let preset = cfg.http_preset();
+        let url = endpoint(d.url.as_deref().expect("validated"), preset);
+        let timeout = Duration::from_secs(d.timeout_secs.unwrap_or(30));
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .max_idle_connections_per_host(4);
+        if url.starts_with("https://") {
+            builder = builder.tls_config(tls_config(cfg)?);
+        }
+        let auth = if let Some(tf) = &d.token_file {
+            let token = read_secret(tf)?;
+            Some(match preset {
+                HttpPreset::SplunkHec => format!("Splunk {token}"),
+                _ => format!("Bearer {token}"),
+            })
+        } else if let (Some(user), Some(pf)) = (&d.username, &d.password_file) {
+            let password = read_secret(pf)?;
+            Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
+        } else {
+            None
+        };
+        if auth.is_some() {
+            crate::config::warn_if_world_readable(&cfg.source_path);
+        }
+        Ok(HttpSink {
+            agent: builder.build(),
+            url,
+            preset,
+            auth,
+            gzip: d.gzip.unwrap_or(false),
+            scratch: Vec::new(),
+            gz: Vec::new(),
+        })
+    }
+
+}
+
+impl HttpEncoder {
+    pub fn new(cfg: &Config) -> HttpEncoder {
+        let d = &cfg.destination;
+        HttpEncoder {
+            format: cfg.format(),
+            preset: cfg.http_preset(),
+            index: d.index.clone().unwrap_or_else(|| "qumulo-audit".into()),
+            sourcetype: d.sourcetype.clone().unwrap_or_else(|| "qumulo:audit".into()),
+            source: d.source.clone(),
+        }
+    }
+
+    pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
+        let format = self.format;
+        match self.preset {
+            HttpPreset::Ndjson => {
+                format.render(ev, out);
+                out.push(b'\n');
+            }
+            HttpPreset::ElasticsearchBulk => {
+                let mut action = JsonObj::begin(out);
+                {
+                    let mut create = action.obj("create");
+                    create.str("_index", &self.index).str("_id", &ev.id);
+                    create.end();
+                }
+                action.end();
+                out.push(b'\n');
+                format.render(ev, out);
+                out.push(b'\n');
+            }
+            HttpPreset::SplunkHec => {
+                rendered.clear();
+                format.render(ev, rendered);
+                let mut o = JsonObj::begin(out);
+                let t = ev.time.unwrap_or_else(crate::time::Timestamp::now);
+                let _ = write!(o.raw_key("time"), "{}.{:03}", t.secs, t.nanos / 1_000_000);
+                let host = if ev.node.is_empty() { ev.cluster.as_str() } else { ev.node.as_str() };
+                o.opt_str("host", host);
+                match &self.source {
+                    Some(s) => o.str("source", s),
+                    None if !ev.cluster.is_empty() => {
+                        let mut src = String::with_capacity(7 + ev.cluster.len());
+                        src.push_str("qumulo:");
+                        src.push_str(&ev.cluster);
+                        o.str("source", &src)
+                    }
+                    None => o.str("source", "qumulo"),
+                };
+                o.str("sourcetype", &self.sourcetype).str("index", &self.index);
+                if format.is_json() {
+                    o.raw("event", std::str::from_utf8(rendered).unwrap_or("null"));
+                } else {
+                    write_str(o.raw_key("event"), &String::from_utf8_lossy(rendered));
+                }
+                o.end();
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+impl HttpSink {
+    fn post(&mut self, body_records: &[u8]) -> Result<(u16, String), String> {
+        let mut req = self.agent.post(&self.url).set(
+            "Content-Type",
+            match self.preset {
+                HttpPreset::SplunkHec => "application/json",
+                _ => "application/x-ndjson",
+            },
+        );
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        let body: &[u8] = if self.gzip {
+            self.gz.clear();
+            let mut enc = flate2::write::GzEncoder::new(&mut self.gz, flate2::Compression::fast());
+            enc.write_all(body_records).and_then(|_| enc.finish().map(|_| ())).map_err(|e| format!("gzip: {e}"))?;
+            req = req.set("Content-Encoding", "gzip");
+            &self.gz
+        } else {
+            body_records
+        };
+        match req.send_bytes(body) {
+            Ok(resp) => {
+                let status = resp.status();
+                Ok((status, resp.into_string().unwrap_or_default()))
+            }
+            Err(ureq::Error::Status(code, resp)) => Ok((code, resp.into_string().unwrap_or_default())),
+            Err(ureq::Error::Transport(t)) => Err(format!("{}: {t}", self.url)),
+        }
+    }
+
+    pub fn deliver(&mut self, batch: &Batch, which: &[usize]) -> Attempt {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.post(batch.body(which, &mut scratch));
+        self.scratch = scratch;
+        match result {
+            Err(e) => Attempt::retry_all(which, format!("destination unavailable: {e}")),
+            Ok((code, text)) => self.judge(batch, which, code, &text),
+        }
+    }
+
+    fn judge(&mut self, batch: &Batch, which: &[usize], code: u16, text: &str) -> Attempt {
+        let short = text.chars().take(300).collect::<String>();
+        match code {
+            200..=299 if self.preset == HttpPreset::ElasticsearchBulk => bulk_items(which, text),
+            200..=299 => Attempt::ok(),
+            400 | 413 if which.len() > 1 => self.one_by_one(batch, which),
+            400 | 413 => Attempt {
+                rejected: vec![(which[0], format!("HTTP {code}: {short}"))],
+                ..Attempt::default()
+            },
+            _ => Attempt::retry_all(which, format!("destination unavailable: HTTP {code} from {}: {short}", self.url)),
+        }
+    }
+
+    /// Sends each record alone, to find the ones the destination refuses.
+    fn one_by_one(&mut self, batch: &Batch, which: &[usize]) -> Attempt {
+        let mut total = Attempt::default();
+        for &i in which {
+            let a = match self.post(batch.record(i)) {
+                Err(e) => Attempt::retry_all(&[i], format!("destination unavailable: {e}")),
+                Ok((code, text)) => self.judge(batch, &[i], code, &text),
+            };
+            total.rejected.extend(a.rejected);
+            total.retry.extend(a.retry);
+            if a.error.is_some() {
+                total.error = a.error;
+            }
+        }
+        total
+    }
+
+    pub fn check(&mut self) -> Result<String, String> {
+        // An empty body is valid for every preset and changes nothing at the destination.
+        let probe = match self.preset {
+            HttpPreset::SplunkHec => self.url.replace("/services/collector/event", "/services/collector/health"),
+            _ => self.url.clone(),
+        };
+        let mut req = self.agent.get(&probe);
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        match req.call() {
+            Ok(r) => Ok(format!("{probe} answered HTTP {}", r.status())),
+            Err(ureq::Error::Status(code, _)) => Ok(format!("{probe} is reachable (HTTP {code})")),
+            Err(ureq::Error::Transport(t)) => Err(format!("{probe}: {t}")),
+        }
+    }
+}
+
+/// Reads an Elasticsearch bulk response; item `k` answers record `which[k]`.
+fn bulk_items(which: &[usize], text: &str) -> Attempt {
+    let v: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Attempt::retry_all(which, format!("unreadable bulk response: {e}")),
+    };
+    if v.get("errors").and_then(|e| e.as_bool()) == Some(false) {
+        return Attempt::ok();
+    }
+    let Some(items) = v.get("items").and_then(|i| i.as_array()) else {
+        return Attempt::retry_all(which, "bulk response without items");
+    };
+    if items.len() != which.len() {
+        return Attempt::retry_all(which, format!("bulk response has {} items for {} records", items.len(), which.len()));
+    }
+    let mut a = Attempt::default();
+    for (k, item) in items.iter().enumerate() {
+        let Some(result) = item.as_object().and_then(|o| o.values().next()) else {
+            a.retry.push(which[k]);
+            continue;
+        };
+        let status = result.get("status").and_then(|s| s.as_u64()).unwrap_or(0);
+        match status {
+            200..=299 | 409 => {}
+            429 | 500..=599 | 0 => {
+                a.retry.push(which[k]);
+                a.error = Some(format!("bulk item status {status}"));
+            }
+            _ => {
+                let reason = result.get("error").map(|e| e.to_string()).unwrap_or_default();
+                a.rejected.push((which[k], format!("bulk item status {status}: {reason}")));
+            }
+        }
+    }
+    a
+}
+
+fn base64_encode(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("https://s:8088", HttpPreset::SplunkHec), "https://s:8088/services/collector/event");
+        assert_eq!(endpoint("https://s:8088/services/collector", HttpPreset::SplunkHec), "https://s:8088/services/collector");
+        assert_eq!(endpoint("http://es:9200/", HttpPreset::ElasticsearchBulk), "http://es:9200/_bulk");
+        assert_eq!(endpoint("http://es:9200/idx/_bulk", HttpPreset::ElasticsearchBulk), "http://es:9200/idx/_bulk");
+        assert_eq!(endpoint("http://h/ingest", HttpPreset::Ndjson), "http://h/ingest");
+    }
+
+    #[test]
+    fn basic_auth_base64() {
+        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64_encode(b"a"), "YQ==");
+        assert_eq!(base64_encode(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn bulk_item_results() {
+        let resp = r#"{"took":1,"errors":true,"items":[{"create":{"status":201}},{"create":{"status":409}},{"create":{"status":429}},{"create":{"status":400,"error":{"type":"mapper_parsing_exception"}}},{"create":{"status":503}}]}"#;
+        let a = bulk_items(&[10, 11, 12, 13, 14], resp);
+        assert_eq!(a.retry, vec![12, 14]);
+        assert_eq!(a.rejected.len(), 1);
+        assert_eq!(a.rejected[0].0, 13);
+        assert!(a.rejected[0].1.contains("mapper_parsing_exception"));
+        assert_eq!(bulk_items(&[1], r#"{"errors":false,"items":[]}"#), Attempt::ok());
+        assert_eq!(bulk_items(&[1, 2], "garbage").retry, vec![1, 2]);
+    }
+}

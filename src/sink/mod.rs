@@ -1,0 +1,112 @@
+//! Destinations. One module per kind; each knows how to frame a record for its wire
+//! ([`Sink::encode`]) and how to hand a batch over and say what the destination accepted
+//! ([`Sink::deliver`]). The retry loop, dead-lettering and acknowledgement live in
+//! [`crate::omprog`]; a sink only reports.
+
+pub mod file;
+pub mod http;
+pub mod syslog;
+
+use crate::batch::Batch;
+use crate::config::{Config, ConfigError, DestinationKind};
+use crate::event::Event;
+use crate::format::Format;
+
+/// What one delivery attempt of some records of a batch achieved. Records neither rejected
+/// nor listed for retry were accepted by the destination.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// Records the destination refused for good (HTTP 400, bulk item 4xx): dead-letter them.
+    pub rejected: Vec<(usize, String)>,
+    /// Records to send again after a backoff.
+    pub retry: Vec<usize>,
+    /// Why records must be retried (connection refused, 503, ...).
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    pub fn ok() -> Attempt {
+        Attempt::default()
+    }
+
+    /// Every record in `which` must be retried because of `error`.
+    pub fn retry_all(which: &[usize], error: impl Into<String>) -> Attempt {
+        Attempt { rejected: Vec::new(), retry: which.to_vec(), error: Some(error.into()) }
+    }
+}
+
+/// Frames records for a destination's wire. Cheap to clone; used by the parsing stage while
+/// the [`Sink`] itself lives in the delivery stage.
+#[derive(Clone)]
+pub enum Encoder {
+    /// One record per line (file destination).
+    Lines(Format),
+    Http(http::HttpEncoder),
+    Syslog(syslog::SyslogEncoder),
+}
+
+impl Encoder {
+    pub fn from_config(cfg: &Config) -> Encoder {
+        match cfg.kind() {
+            DestinationKind::File => Encoder::Lines(cfg.format()),
+            DestinationKind::Http => Encoder::Http(http::HttpEncoder::new(cfg)),
+            DestinationKind::Syslog => Encoder::Syslog(syslog::SyslogEncoder::new(cfg)),
+        }
+    }
+
+    /// Appends one framed record for `ev` to `out` (`rendered` is scratch space).
+    pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
+        match self {
+            Encoder::Lines(format) => {
+                format.render(ev, out);
+                out.push(b'\n');
+            }
+            Encoder::Http(e) => e.encode(ev, rendered, out),
+            Encoder::Syslog(e) => e.encode(ev, rendered, out),
+        }
+    }
+}
+
+pub enum Sink {
+    File(file::FileSink),
+    Http(http::HttpSink),
+    Syslog(syslog::SyslogSink),
+}
+
+impl Sink {
+    /// Builds the destination from its config (reads secrets, loads CA files, opens files).
+    pub fn from_config(cfg: &Config) -> Result<Sink, ConfigError> {
+        Ok(match cfg.kind() {
+            DestinationKind::File => Sink::File(file::FileSink::new(cfg)?),
+            DestinationKind::Http => Sink::Http(http::HttpSink::new(cfg)?),
+            DestinationKind::Syslog => Sink::Syslog(syslog::SyslogSink::new(cfg)?),
+        })
+    }
+
+    /// Tries to deliver the records `which` of `batch`.
+    pub fn deliver(&mut self, batch: &Batch, which: &[usize]) -> Attempt {
+        match self {
+            Sink::File(s) => s.deliver(batch, which),
+            Sink::Http(s) => s.deliver(batch, which),
+            Sink::Syslog(s) => s.deliver(batch, which),
+        }
+    }
+
+    /// Reopens files and connections (SIGHUP, after logrotate).
+    pub fn reopen(&mut self) {
+        match self {
+            Sink::File(s) => s.reopen(),
+            Sink::Http(_) => {}
+            Sink::Syslog(s) => s.disconnect(),
+        }
+    }
+
+    /// Checks that the destination can be reached (`check --connect`).
+    pub fn check_connect(&mut self) -> Result<String, String> {
+        match self {
+            Sink::File(s) => s.check(),
+            Sink::Http(s) => s.check(),
+            Sink::Syslog(s) => s.check(),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Syslog destination: TCP (RFC 6587 octet counting or newline framing) or UDP (one datagram
+//! per record), with an RFC 5424 or RFC 3164 header and the record (CEF, LEEF, JSON, ...) as the
+//! message. CEF and LEEF over syslog are what ArcSight and QRadar expect.
+//!
+//! Plain syslog has no application-level acknowledgement: a batch counts as delivered once the
+//! kernel accepted every byte. Before each batch the connection is checked for a close by the
+//! peer (as rsyslog's omfwd does), and on any error the connection is rebuilt and the whole
+//! batch re-sent; duplicates are possible, loss only if the peer dies after accepting bytes
+//! (use an HTTP destination, or RELP via rsyslog, where that matters).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::time::Duration;
+
+use super::Attempt;
+use crate::batch::Batch;
+use crate::config::{Config, ConfigError};
+use crate::event::Event;
+use crate::format::Format;
+use crate::time::{civil_from_days, Timestamp};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// Frames events as syslog messages (header, record, TCP framing).
+#[derive(Clone)]
+pub struct SyslogEncoder {
+    format: Format,
+    transport: Transport,
+    octet_counting: bool,
+    rfc5424: bool,
+    app_name: String,
+    facility: u8,
+}
+
+pub struct SyslogSink {
+    address: String,
+    transport: Transport,
+    tcp: Option<TcpStream>,
+    udp: Option<UdpSocket>,
+    scratch: Vec<u8>,
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+impl SyslogSink {
+    pub fn new(cfg: &Config) -> Result<SyslogSink, ConfigError> {
+        let d = &cfg.destination;
+        let address = d.address.clone().expect("validated");
+        address
+            .to_socket_addrs()
+            .map_err(|e| ConfigError(format!("[destination] address = {address:?}: {e}")))?;
+        Ok(SyslogSink {
+            address,
+            transport: transport_of(cfg),
+            tcp: None,
+            udp: None,
+            scratch: Vec::new(),
+        })
+    }
+
+}
+
+fn transport_of(cfg: &Config) -> Transport {
+    if cfg.destination.protocol.as_deref() == Some("udp") {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    }
+}
+
+impl SyslogEncoder {
+    pub fn new(cfg: &Config) -> SyslogEncoder {
+        let d = &cfg.destination;
+        SyslogEncoder {
+            format: cfg.format(),
+            transport: transport_of(cfg),
+            octet_counting: d.framing.as_deref() != Some("newline"),
+            rfc5424: d.header.as_deref() != Some("rfc3164"),
+            app_name: d.app_name.clone().unwrap_or_else(|| "qumulo-audit".into()),
+            facility: d.facility.unwrap_or(13),
+        }
+    }
+
+    /// Frames one record: header, message, and TCP framing (UDP records are sent one per datagram).
+    pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
+        let format = self.format;
+        rendered.clear();
+        let severity = if ev.is_success() { 6 } else { 5 };
+        let pri = self.facility as u32 * 8 + severity;
+        let t = ev.time.unwrap_or_else(Timestamp::now);
+        let host = if !ev.node.is_empty() { ev.node.as_str() } else if !ev.cluster.is_empty() { ev.cluster.as_str() } else { "-" };
+        let host: String = host.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
+        if self.rfc5424 {
+            let _ = write!(rendered, "<{pri}>1 ");
+            t.write_rfc3339(rendered);
+            let _ = write!(rendered, " {host} {} - {} - ", self.app_name, if ev.operation.is_empty() { "-" } else { &ev.operation });
+        } else {
+            let days = t.secs.div_euclid(86_400);
+            let sod = t.secs.rem_euclid(86_400);
+            let (_, m, d) = civil_from_days(days);
+            let _ = write!(
+                rendered,
+                "<{pri}>{} {:>2} {:02}:{:02}:{:02} {host} {}: ",
+                MONTHS[(m - 1) as usize],
+                d,
+                sod / 3600,
+                sod / 60 % 60,
+                sod % 60,
+                self.app_name
+            );
+        }
+        format.render(ev, rendered);
+        // A record must never contain a line break (every format escapes them; this is a guard).
+        for b in rendered.iter_mut() {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        if self.transport == Transport::Tcp && self.octet_counting {
+            let _ = write!(out, "{} ", rendered.len());
+            out.extend_from_slice(rendered);
+        } else {
+            out.extend_from_slice(rendered);
+            if self.transport == Transport::Tcp {
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+impl SyslogSink {
+    pub fn disconnect(&mut self) {
+        self.tcp = None;
+        self.udp = None;
+    }
+
+    fn connect_tcp(&mut self) -> std::io::Result<&mut TcpStream> {
+        if let Some(s) = &mut self.tcp {
+            if peer_closed(s) {
+                log::warn!("syslog peer {} closed the connection; reconnecting", self.address);
+                self.tcp = None;
+            }
+        }
+        if self.tcp.is_none() {
+            let mut last = None;
+            for addr in self.address.to_socket_addrs()? {
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+                    Ok(s) => {
+                        s.set_write_timeout(Some(Duration::from_secs(30)))?;
+                        s.set_nodelay(true)?;
+                        self.tcp = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if self.tcp.is_none() {
+                return Err(last.unwrap_or_else(|| std::io::Error::other("address resolved to nothing")));
+            }
+        }
+        Ok(self.tcp.as_mut().expect("connected"))
+    }
+
+    pub fn deliver(&mut self, batch: &Batch, which: &[usize]) -> Attempt {
+        match self.transport {
+            Transport::Tcp => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let body = batch.body(which, &mut scratch);
+                let result = self.connect_tcp().and_then(|s| s.write_all(body).and_then(|_| s.flush()));
+                self.scratch = scratch;
+                match result {
+                    Ok(()) => Attempt::ok(),
+                    Err(e) => {
+                        self.tcp = None;
+                        Attempt::retry_all(which, format!("destination unavailable: syslog tcp {}: {e}", self.address))
+                    }
+                }
+            }
+            Transport::Udp => {
+                if self.udp.is_none() {
+                    let bind = if self.address.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" };
+                    match UdpSocket::bind(bind).and_then(|s| s.connect(&self.address).map(|_| s)) {
+                        Ok(s) => self.udp = Some(s),
+                        Err(e) => return Attempt::retry_all(which, format!("destination unavailable: syslog udp {}: {e}", self.address)),
+                    }
+                }
+                let sock = self.udp.as_ref().expect("bound");
+                for (k, &i) in which.iter().enumerate() {
+                    if let Err(e) = sock.send(batch.record(i)) {
+                        self.udp = None;
+                        return Attempt::retry_all(&which[k..], format!("destination unavailable: syslog udp {}: {e}", self.address));
+                    }
+                }
+                Attempt::ok()
+            }
+        }
+    }
+
+    pub fn check(&mut self) -> Result<String, String> {
+        match self.transport {
+            Transport::Tcp => {
+                let address = self.address.clone();
+                self.connect_tcp().map(|_| format!("connected to {address} (tcp)")).map_err(|e| format!("{address}: {e}"))
+            }
+            Transport::Udp => Ok(format!("{} resolves (udp has no connection to test)", self.address)),
+        }
+    }
+}
+
+/// True when the peer has closed the connection (a non-blocking read sees EOF or an error).
+fn peer_closed(s: &mut TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 64];
+    let closed = match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false, // the receiver talked back; ignore
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    };
+    let _ = s.set_nonblocking(false);
+    closed
+}
