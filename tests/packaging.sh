@@ -19,7 +19,7 @@
 # /usr/share/qumulo-audit-broker/, /usr/libexec/rsyslog/, /var/{spool,lib,log}/qumulo-audit-broker/)
 # is prefixed with the throw-away root; in the end-to-end run the example listener ports 10514 and
 # 10515 become free loopback ports (address="127.0.0.1" added), and the HEC example's URL points to
-# the local mock.
+# the local mock; for `check`, the syslog examples' host names become 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TOP=$PWD
@@ -321,6 +321,8 @@ if command -v openssl >/dev/null 2>&1; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=qab-test-ca -keyout "$W/ca.key" \
         -out "$RC/etc/qumulo-audit-broker/elasticsearch-ca.pem" >/dev/null 2>&1
 fi
+# `check` resolves syslog addresses even without --connect; example.com names do not resolve here.
+sed -i 's/^address = "[^"]*:\([0-9]*\)"/address = "127.0.0.1:\1"/' "$RC"/etc/qumulo-audit-broker/syslog-*.toml.example
 for f in "$RC"/etc/qumulo-audit-broker/*.toml "$RC"/etc/qumulo-audit-broker/*.toml.example; do
     check "check --config: shipped ${f##*/} is accepted by the installed binary" "$RCBIN" check --config "$f"
 done
