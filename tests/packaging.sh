@@ -51,6 +51,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Debian packages the checks need: installed when missing (root with apt-get only).
+missing=""
+for pair in rsyslogd:rsyslog lintian:lintian rpm:rpm file:file runuser:util-linux; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+done
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "INFO installing:$missing"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >"$W/apt.log" 2>&1 || true
+fi
 for tool in rsyslogd dpkg-deb lintian rpm python3 file cargo; do
     command -v "$tool" >/dev/null 2>&1 || { fail "tool $tool present" "install it (rsyslog, dpkg, lintian, rpm, python3, file)"; }
 done
@@ -457,6 +466,20 @@ PY
 if [ "$RUN_USER" = nobody ]; then
     check "e2e: events written as rsyslog's (unprivileged) user" bash -c "[ \"\$(stat -c %U '$FILE_OUT')\" = nobody ]"
 fi
+
+# logrotate: move the file destination's output away, HUP rsyslogd (what the shipped logrotate
+# postrotate does); rsyslog forwards HUP to the program (hup.signal), which must reopen its file.
+mv "$FILE_OUT" "$FILE_OUT.1"
+kill -HUP "$(cat "$RSYSLOG_PID_FILE")"
+sleep 1
+python3 - "$P1" <<'PY'
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
+    s.sendall(open("examples/syslog-csv.log", "rb").read().splitlines()[3].join([b"<134>", b"\n"]))
+PY
+for _ in $(seq 100); do [ -s "$FILE_OUT" ] && break; sleep 0.1; done
+check "e2e: logrotate: after mv + HUP the file destination writes a new events.ndjson" \
+    bash -c "[ \"\$(wc -l < '$FILE_OUT')\" = 1 ] && [ \"\$(wc -l < '$FILE_OUT.1')\" = $WANT ]"
 
 kill "$(cat "$RSYSLOG_PID_FILE")" 2>/dev/null
 stopped=0
