@@ -1,0 +1,73 @@
+#!/bin/sh
+# Build the release binary and the .deb and .rpm packages into target/packages/.
+#
+#   packaging/build.sh            static musl binary if the target can be built, else glibc
+#   QAB_TARGET=x86_64-unknown-linux-gnu packaging/build.sh   force a glibc build
+#   packaging/build.sh --deb-only | --rpm-only
+#
+# Installs what it needs when missing: the musl rust target (rustup), musl-gcc
+# (Debian package musl-tools, needed by ring's C code), cargo-deb and
+# cargo-generate-rpm (cargo install --locked). Prints the packages' paths.
+set -eu
+
+cd "$(dirname "$0")/.."
+top=$(pwd)
+want_deb=1 want_rpm=1
+case "${1:-}" in
+    --deb-only) want_rpm=0 ;;
+    --rpm-only) want_deb=0 ;;
+    "") ;;
+    *) echo "usage: $0 [--deb-only|--rpm-only]" >&2; exit 2 ;;
+esac
+
+say() { echo "build.sh: $*" >&2; }
+
+musl=x86_64-unknown-linux-musl
+target="${QAB_TARGET:-}"
+if [ -z "$target" ]; then
+    target=$musl
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+        say "adding rust target $musl"
+        rustup target add "$musl" >&2 || target=
+    fi
+    if [ -n "$target" ] && ! command -v musl-gcc >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing musl-tools (musl-gcc)"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >&2 || target=
+        else
+            target=
+        fi
+    fi
+    if [ -z "$target" ]; then
+        target=x86_64-unknown-linux-gnu
+        say "musl target unavailable: building a dynamically linked glibc binary ($target)"
+    fi
+fi
+
+for tool in cargo-deb:deb cargo-generate-rpm:generate-rpm; do
+    crate=${tool%%:*} sub=${tool#*:}
+    if ! cargo "$sub" --version >/dev/null 2>&1; then
+        say "installing $crate"
+        cargo install --locked "$crate" >&2
+    fi
+done
+
+say "building release binary for $target"
+cargo build --release --locked --target "$target" >&2
+bin="$top/target/$target/release/qumulo-audit-broker"
+# cargo-deb strips its own copy; cargo-generate-rpm packages the file as is.
+strip "$bin"
+file "$bin" >&2 || true
+
+# The man page is shipped gzipped (Debian policy 12.1).
+mkdir -p target/packaging target/packages
+gzip -9n -c packaging/man/qumulo-audit-broker.1 > target/packaging/qumulo-audit-broker.1.gz
+
+if [ "$want_deb" = 1 ]; then
+    cargo deb --no-build --target "$target" --output target/packages/ >&2
+    ls target/packages/qumulo-audit-broker_*.deb
+fi
+if [ "$want_rpm" = 1 ]; then
+    cargo generate-rpm --target "$target" -o target/packages/ >&2
+    ls target/packages/qumulo-audit-broker-*.rpm
+fi

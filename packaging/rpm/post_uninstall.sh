@@ -1,0 +1,1 @@
+systemctl try-restart rsyslog.service >/dev/null 2>&1 || :
