@@ -48,6 +48,7 @@ input(type="imtcp" address="127.0.0.1" port="$P2" ruleset="cluster_beta")
 ruleset(name="cluster_alpha") { set \$.cluster = "alpha"; call qab_deliver }
 ruleset(name="cluster_beta") { set \$.cluster = "beta"; call qab_deliver }
 ruleset(name="qab_deliver") {
+  set \$.qab_uuid = \$uuid;
   action(type="omprog" name="qab_file"
          binary="$BIN omprog --config $TMP/file.toml"
          template="qab_envelope" output="$TMP/broker.log"

@@ -102,12 +102,13 @@ for line in sys.stdin:
     echo "0755 /usr/libexec/qumulo-audit-broker/setup-dirs"
     echo "0644 /etc/rsyslog.d/10-qumulo-audit-broker.conf"
     echo "0644 /usr/share/qumulo-audit-broker/rsyslog/qumulo-audit-broker.conf"
-    for f in packaging/rsyslog.d/*; do echo "0644 /etc/qumulo-audit-broker/rsyslog.d/${f##*/}"; done
+    for f in rsyslog.d/*; do echo "0644 /etc/qumulo-audit-broker/rsyslog.d/${f##*/}"; done
     for f in packaging/etc/*.toml packaging/etc/*.toml.example; do echo "0640 /etc/qumulo-audit-broker/${f##*/}"; done
     echo "0644 /etc/qumulo-audit-broker/clusters.json.example"
     echo "0644 /etc/logrotate.d/qumulo-audit-broker"
     echo "0644 /usr/share/man/man1/qumulo-audit-broker.1.gz"
-    echo "0644 /usr/share/doc/qumulo-audit-broker/README-packaging.md"
+    echo "0644 /usr/share/doc/qumulo-audit-broker/packaging.md"
+    echo "0644 /usr/share/doc/qumulo-audit-broker/README.md"
     echo "0644 /usr/share/doc/qumulo-audit-broker/copyright"
     echo "0644 /usr/share/doc/qumulo-audit-broker/changelog.Debian.gz"
     echo "0644 /usr/share/lintian/overrides/qumulo-audit-broker"

@@ -49,10 +49,9 @@ const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Au
 impl SyslogSink {
     pub fn new(cfg: &Config) -> Result<SyslogSink, ConfigError> {
         let d = &cfg.destination;
+        // Resolved at each connect, not here: a DNS outage at start-up must not stop the
+        // program from starting (rsyslog would restart it in a loop); deliveries retry instead.
         let address = d.address.clone().expect("validated");
-        address
-            .to_socket_addrs()
-            .map_err(|e| ConfigError(format!("[destination] address = {address:?}: {e}")))?;
         Ok(SyslogSink {
             address,
             transport: transport_of(cfg),
