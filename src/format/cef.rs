@@ -28,39 +28,23 @@ use crate::event::{split_path, Action, Event, ObjectType};
 
 /// Appends a header field with `\` and `|` escaped (CR/LF become spaces).
 pub fn write_header_field(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'\\' => b"\\\\",
-            b'|' => b"\\|",
-            b'\r' | b'\n' => b" ",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
+    super::write_escaped(out, s, |c| match c {
+        b'\\' => Some(b"\\\\"),
+        b'|' => Some(b"\\|"),
+        b'\r' | b'\n' => Some(b" "),
+        _ => None,
+    });
 }
 
 /// Appends an extension value with `\`, `=`, CR and LF escaped.
 pub fn write_ext_value(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'\\' => b"\\\\",
-            b'=' => b"\\=",
-            b'\r' => b"\\r",
-            b'\n' => b"\\n",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
+    super::write_escaped(out, s, |c| match c {
+        b'\\' => Some(b"\\\\"),
+        b'=' => Some(b"\\="),
+        b'\r' => Some(b"\\r"),
+        b'\n' => Some(b"\\n"),
+        _ => None,
+    });
 }
 
 /// The extension being written: space-separated `key=value` pairs.

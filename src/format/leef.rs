@@ -32,38 +32,22 @@ pub const DEV_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
 
 /// Appends a header field with `\` and `|` escaped (tab, CR, LF become spaces).
 pub fn write_header_field(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'\\' => b"\\\\",
-            b'|' => b"\\|",
-            b'\t' | b'\r' | b'\n' => b" ",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
+    super::write_escaped(out, s, |c| match c {
+        b'\\' => Some(b"\\\\"),
+        b'|' => Some(b"\\|"),
+        b'\t' | b'\r' | b'\n' => Some(b" "),
+        _ => None,
+    });
 }
 
 /// Appends an attribute value with tab, CR and LF written as `\t`, `\r`, `\n`.
 pub fn write_value(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'\t' => b"\\t",
-            b'\r' => b"\\r",
-            b'\n' => b"\\n",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
+    super::write_escaped(out, s, |c| match c {
+        b'\t' => Some(b"\\t"),
+        b'\r' => Some(b"\\r"),
+        b'\n' => Some(b"\\n"),
+        _ => None,
+    });
 }
 
 struct Attrs<'a> {

@@ -200,6 +200,21 @@ pub fn is_ip(s: &str) -> bool {
 }
 
 /// Appends a decimal integer.
+/// Appends `s`, replacing each byte for which `escape` returns a replacement (the escaping
+/// loop shared by CEF and LEEF; plain runs are copied whole).
+pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str, escape: impl Fn(u8) -> Option<&'static [u8]>) {
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if let Some(esc) = escape(c) {
+            out.extend_from_slice(&b[start..i]);
+            out.extend_from_slice(esc);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
 pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
     use std::io::Write as _;
     let _ = write!(out, "{v}");
