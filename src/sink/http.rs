@@ -138,13 +138,13 @@ impl HttpSink {
             builder = builder.tls_config(tls_config(cfg)?);
         }
         let auth = if let Some(tf) = &d.token_file {
-            let token = read_secret(tf)?;
+            let token = read_secret(tf).map_err(|e| ConfigError(format!("[destination] token_file: {e}")))?;
             Some(match preset {
                 HttpPreset::SplunkHec => format!("Splunk {token}"),
                 _ => format!("Bearer {token}"),
             })
         } else if let (Some(user), Some(pf)) = (&d.username, &d.password_file) {
-            let password = read_secret(pf)?;
+            let password = read_secret(pf).map_err(|e| ConfigError(format!("[destination] password_file: {e}")))?;
             Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
         } else {
             None

@@ -92,6 +92,17 @@ impl Sink {
         }
     }
 
+    /// True when exiting in the middle of [`Sink::deliver`] could leave half a record at the
+    /// destination (a file, a TCP stream); false where a cut delivery is simply not accepted
+    /// (HTTP) or records are atomic (UDP datagrams).
+    pub fn tears_when_cut(&self) -> bool {
+        match self {
+            Sink::File(_) => true,
+            Sink::Http(_) => false,
+            Sink::Syslog(s) => s.is_stream(),
+        }
+    }
+
     /// Reopens files and connections (SIGHUP, after logrotate).
     pub fn reopen(&mut self) {
         match self {

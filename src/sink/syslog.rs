@@ -133,6 +133,11 @@ impl SyslogEncoder {
 }
 
 impl SyslogSink {
+    /// TCP (a byte stream) rather than UDP (one datagram per record).
+    pub fn is_stream(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+
     pub fn disconnect(&mut self) {
         self.tcp = None;
         self.udp = None;
