@@ -290,8 +290,27 @@ fn broken_configs_never_answer_ok() {
     let e = broken_config(&c, &hec("tok3", &empty));
     assert!(e.contains("token_file") && e.contains("empty"), "{e}");
 
+    // Files that cannot be created: the destination, the dead-letter file, the journal.
+    let blocker = c.path("a-regular-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let under = toml_path(&blocker.join("sub"));
+    let text = |dest: &str, dead: &str, journal: &str| {
+        format!("[destination]\ntype = \"file\"\npath = {dest}\n[dead_letter]\npath = {dead}\n[journal]\ndir = {journal}\n")
+    };
+    let (out, dead, journal) = (toml_path(&c.out()), toml_path(&c.dead()), toml_path(&c.journal_dir()));
+    for (name, body, want) in [
+        ("badout", text(&under, &dead, &journal), "cannot open"),
+        ("baddead", text(&out, &under, &journal), "dead-letter"),
+        ("badjournal", text(&out, &dead, &under), "journal"),
+    ] {
+        let cfg = c.path(&format!("{name}.toml"));
+        std::fs::write(&cfg, body).unwrap();
+        let e = broken_config(&c, &cfg);
+        assert!(e.contains(want) && e.contains("a-regular-file"), "{name}: {e}");
+    }
+
     // Nothing was delivered or journaled by any of them.
-    assert!(!c.out().exists());
+    assert!(c.out_lines().is_empty());
     assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
 }
 
@@ -309,6 +328,11 @@ fn transaction_delivers_exactly_the_batch() {
     assert!(c.out_lines().is_empty(), "nothing is delivered before COMMIT");
     assert_eq!(d.commit(), Reply::Ok);
     assert_json_records(&c.out_lines(), "alpha", 0..25);
+    // An empty transaction, and a COMMIT outside any transaction.
+    assert_eq!(d.begin(), Reply::Ok);
+    assert_eq!(d.commit(), Reply::Ok);
+    assert_eq!(d.commit(), Reply::Ok);
+    assert_eq!(c.out_lines().len(), 25);
 
     // A second transaction appends; raw syslog lines (no envelope) get hashed ids.
     commit_ok(&mut d, &envelopes("beta", 25..30));
@@ -477,6 +501,30 @@ fn eof_mid_transaction_exits_without_ok_and_the_journal_is_adopted() {
     assert_json_records(&all[2..], "alpha", 2..5);
     wait_stats(&d2, &["journal_adopted=3", "delivered=3"]);
     wait_for(T, "the adopted journal removed", || (!journals[0].exists()).then_some(()), || d2.diagnostics());
+    finish(d2);
+    assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
+}
+
+#[test]
+fn sigkill_mid_transaction_keeps_the_deferred_lines_for_the_next_instance() {
+    // rsyslog issue #2420: after the death, rsyslog re-sends only the message it was writing and
+    // the ones after it, never those already answered DEFER_COMMIT.
+    let c = Case::new();
+    let cfg = c.file_config("");
+    let mut d = c.start(&cfg);
+    commit_ok(&mut d, &envelopes("alpha", 0..2));
+    assert_eq!(d.begin(), Reply::Ok);
+    for l in envelopes("alpha", 2..6) {
+        assert_eq!(d.send(&l), Reply::DeferCommit);
+    }
+    d.signal(libc::SIGKILL);
+    d.wait_exit(T);
+    assert!(d.stdout_rest(T).is_empty());
+    assert_json_records(&c.out_lines(), "alpha", 0..2);
+    let d2 = c.start(&cfg);
+    wait_for(T, "the dead instance's journal delivered", || (c.out_lines().len() >= 6).then_some(()), || d2.diagnostics());
+    assert_json_records(&c.out_lines()[2..], "alpha", 2..6);
+    wait_stats(&d2, &["journal_adopted=4"]);
     finish(d2);
     assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
 }
@@ -887,6 +935,42 @@ fn syslog_tcp_octet_counting_and_newline_and_udp() {
         assert_eq!(t, &format!("<110>1 2026-06-06T14:52:28Z q-node-1 qumulo-audit - fs_write_data - {}", expected_cef("gamma", n)));
     }
     assert!(msgs.iter().all(|m| m.framing == RxFraming::Datagram));
+    finish(d);
+}
+
+#[test]
+fn syslog_receiver_down_fails_the_commit_and_back_delivers() {
+    let c = Case::new();
+    let rx = SyslogTcpReceiver::start();
+    let port = rx.port();
+    let cfg = c.config(
+        "tcp",
+        &format!("type = \"syslog\"\naddress = \"127.0.0.1:{port}\"\nformat = \"cef\""),
+        "[retry]\nmax_elapsed_secs = 2\nkeepalive_ms = 200\ninitial_backoff_ms = 100\nmax_backoff_ms = 400\n",
+    );
+    let mut d = c.start(&cfg);
+    commit_ok(&mut d, &envelopes("alpha", 0..3));
+    rx.wait_for(3, T);
+    drop(rx); // closes its connections and the port
+    std::thread::sleep(Duration::from_millis(300));
+    let batch = envelopes("alpha", 3..6);
+    assert_eq!(d.begin(), Reply::Ok);
+    for l in &batch {
+        assert_eq!(d.send(l), Reply::DeferCommit);
+    }
+    match d.commit() {
+        Reply::Error(t) => assert!(t.starts_with("ERROR destination unavailable"), "{t}"),
+        other => panic!("COMMIT with the receiver down answered {other:?}\n{}", d.diagnostics()),
+    }
+    let rx = SyslogTcpReceiver::start_on(port);
+    commit_ok(&mut d, &batch);
+    let msgs = settle(|| rx.messages(), 3);
+    let texts: Vec<String> = msgs.iter().map(|m| m.text()).collect();
+    let want: Vec<String> = (3..6)
+        .map(|n| format!("<110>1 2026-06-06T14:52:28Z q-node-1 qumulo-audit - fs_write_data - {}", expected_cef("alpha", n)))
+        .collect();
+    assert_eq!(texts, want, "the re-sent batch, exactly once, on a new connection");
+    assert!(c.dead_entries().is_empty());
     finish(d);
 }
 

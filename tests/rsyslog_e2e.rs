@@ -423,3 +423,93 @@ fn d_destination_down_then_back_loses_nothing() {
     }
     p.stop(&broker, false);
 }
+
+// ---------------------------------------------------------------- (e) program killed mid-transaction
+
+/// Pids of the broker processes our rsyslogd runs with config `cfg` (its omprog children).
+fn broker_pids(rsyslogd_pid: u32, cfg: &Path) -> Vec<u32> {
+    let cfg = cfg.display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.first().map(String::as_str) != Some(BIN) || !args.iter().any(|a| a == &cfg) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(rsyslogd_pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The sum of one counter over the last stats line of every broker process in `log`.
+fn stats_sum(log: &str, key: &str) -> u64 {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for line in log.lines().filter(|l| l.contains(" stats: ")) {
+        let pid = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let v = line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{key}="))).and_then(|v| v.parse().ok());
+        if let Some(v) = v {
+            last.insert(pid, v);
+        }
+    }
+    last.values().sum()
+}
+
+#[test]
+fn e_program_killed_while_the_destination_fails_loses_nothing() {
+    // rsyslog issue #2420: messages a dead program had answered DEFER_COMMIT are never re-sent;
+    // the journal must close that window.
+    let broker = Broker::new();
+    let hec = MockHttp::start();
+    let token = broker.secret("hec.token", DEFAULT_HEC_TOKEN);
+    let cfg = broker.config(
+        "hec",
+        &format!(
+            "type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {:?}\ntimeout_secs = 5",
+            hec.url(),
+            token.display().to_string()
+        ),
+        "[retry]\nmax_elapsed_secs = 2\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\nkeepalive_ms = 500\n",
+    );
+    let p = Pipeline::start(&[("hec", cfg.clone())]);
+    let rsyslogd_pid = p.rsyslogd.pid().unwrap();
+    const N: u64 = 5000;
+    hec.fail_for(Duration::from_secs(3), 503);
+    let addr = p.alpha();
+    let sending = std::thread::spawn(move || {
+        sender::send_lines(
+            addr,
+            (0..N).map(|n| {
+                if n % 250 == 0 {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                sender::qumulo_line(Shape::Csv, n)
+            }),
+        )
+    });
+    // Kill every running instance every 400 ms for 4 s: while the destination fails (deaths
+    // mostly during COMMIT) and after it recovered (deaths mostly mid-transaction).
+    let mut killed = 0;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(400));
+        for pid in broker_pids(rsyslogd_pid, &cfg) {
+            // SAFETY: kill(2) on a broker process our own rsyslogd started (checked by ppid).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            killed += 1;
+        }
+    }
+    assert_eq!(sending.join().unwrap(), N as usize);
+    assert!(killed > 0, "no broker process was found to kill\n{}", p.diagnostics());
+    let diag = || format!("{}\n---- HEC mock:\n{}", p.diagnostics(), hec.summary());
+    let t = wait_all(0..N, || hec.hec_events().iter().map(Value::to_string).collect(), diag);
+    report("e-killed-while-failing", 0..N, &t, broker.dead_count("hec"));
+    let log = p.broker_log("hec");
+    println!("scenario=e-killed-while-failing killed={killed} journal_adopted={}", stats_sum(&log, "journal_adopted"));
+    assert_eq!(broker.dead_count("hec"), 0);
+    p.stop(&broker, false);
+}
