@@ -879,6 +879,50 @@ fn splunk_hec_token_fields_wrong_token_and_gzip() {
     finish(d);
 }
 
+#[test]
+fn splunk_hec_400_dead_letters_the_bad_event_without_duplicating_the_others() {
+    // Splunk answers 400 "Invalid data format" with the index of the bad event and keeps the
+    // events before it (the mock does the same): those must not be sent again, Splunk does not
+    // de-duplicate.
+    let c = Case::new();
+    let m = MockHttp::start();
+    let token = c.path("hec.token");
+    write_secret(&token, DEFAULT_HEC_TOKEN);
+    let cfg = c.config(
+        "hec",
+        &format!("type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {}", m.url(), toml_path(&token)),
+        "",
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut d = c.start(&cfg);
+    m.reject_marker("file-3.txt");
+    commit_ok(&mut d, &envelopes("alpha", 0..10));
+    let paths = |m: &MockHttp| -> Vec<String> {
+        m.hec_events().iter().map(|e| e["event"]["path"].as_str().unwrap().trim_start_matches("/share/").to_string()).collect()
+    };
+    let want = |skip: &[u64], upto: u64| -> Vec<String> {
+        (0..upto).filter(|n| !skip.contains(n)).map(|n| format!("file-{n}.txt")).collect()
+    };
+    assert_eq!(paths(&m), want(&[3], 10), "every good event exactly once, in order\n{}", m.summary());
+    let got: Vec<Value> = m.hec_events().into_iter().map(|e| e["event"].clone()).collect();
+    assert_eq!(got, (0..10).filter(|&n| n != 3).map(|n| expected_value("alpha", n)).collect::<Vec<_>>());
+    let dead = c.dead_entries();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "rejected");
+    assert!(dead[0]["record"].as_str().unwrap().contains("/share/file-3.txt"), "{}", dead[0]);
+    assert!(dead[0]["reason"].as_str().unwrap().contains("400"), "{}", dead[0]);
+
+    // The bad event last, then first, in its batch.
+    m.clear_faults();
+    m.reject_marker("file-12.txt");
+    commit_ok(&mut d, &envelopes("alpha", 10..13));
+    m.reject_marker("file-13.txt");
+    commit_ok(&mut d, &envelopes("alpha", 13..16));
+    assert_eq!(paths(&m), want(&[3, 12, 13], 16), "{}", m.summary());
+    assert_eq!(c.dead_entries().len(), 3);
+    finish(d);
+}
+
 // ---------------------------------------------------------------- 11. syslog
 
 fn syslog_config(c: &Case, name: &str, addr: std::net::SocketAddr, keys: &str) -> PathBuf {

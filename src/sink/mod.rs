@@ -29,6 +29,15 @@ impl Attempt {
         Attempt::default()
     }
 
+    /// Adds another attempt's outcome (for other records of the same batch) to this one.
+    pub fn merge(&mut self, other: Attempt) {
+        self.rejected.extend(other.rejected);
+        self.retry.extend(other.retry);
+        if other.error.is_some() {
+            self.error = other.error;
+        }
+    }
+
     /// Every record in `which` must be retried because of `error`.
     pub fn retry_all(which: &[usize], error: impl Into<String>) -> Attempt {
         Attempt { rejected: Vec::new(), retry: which.to_vec(), error: Some(error.into()) }
