@@ -3,8 +3,13 @@
 //! cluster with a ruleset setting `$.cluster`, and per destination one omprog action with
 //! `confirmMessages="on" useTransactions="on"` and its own disk-assisted LinkedList queue.
 //! Numbered Qumulo lines go in over TCP (support::sender); a Tally of what reached each
-//! destination checks that every event arrived. Each scenario prints one line:
-//! `scenario=<name> sent=N delivered=N duplicates=N dead_lettered=N lost=0`.
+//! destination checks that every event arrived. Scenarios: (a) file destination, two clusters,
+//! and logrotate via rsyslog's HUP; (b) Splunk HEC and Elasticsearch bulk fan-out; (c) syslog
+//! CEF into a second real rsyslogd; (d) the HTTP destination refusing connections, then
+//! answering 503, during a 5,000-event send; (e) the program killed repeatedly while the
+//! destination fails (rsyslog issue #2420, closed by the journal). Each prints one line per
+//! destination: `scenario=<name> sent=N delivered=N duplicates=N dead_lettered=N lost=0`
+//! (duplicates are counted, not failed on, where failures make rsyslog re-send).
 
 mod support;
 
@@ -232,11 +237,12 @@ fn send_two_clusters(p: &Pipeline, alpha: std::ops::Range<u64>, beta: std::ops::
     tb.join().unwrap();
 }
 
+/// Events `split..2*split` were sent as cluster beta (JSON), all others as alpha (CSV).
 fn cluster_of(n: u64, split: u64) -> (&'static str, &'static str) {
-    if n < split {
-        ("alpha", "csv")
-    } else {
+    if n >= split && n < 2 * split {
         ("beta", "json")
+    } else {
+        ("alpha", "csv")
     }
 }
 
@@ -251,10 +257,28 @@ fn a_file_destination_two_clusters() {
     const N: u64 = 3000;
     send_two_clusters(&p, 0..N, N..2 * N);
     let t = wait_all(0..2 * N, || read_complete_lines(&out), || p.diagnostics());
-    report("a-file-two-clusters", 0..2 * N, &t, broker.dead_count("file"));
     t.assert_exactly_once(0..2 * N);
+
+    // logrotate: move the file away and HUP rsyslogd, which forwards it (hup.signal); the
+    // broker reopens its file and the next events land in a new one.
+    let rotated = broker.path("events.ndjson.1");
+    std::fs::rename(&out, &rotated).unwrap();
+    p.rsyslogd.hup();
+    std::thread::sleep(Duration::from_millis(500));
+    sender::send_qumulo(p.alpha(), Shape::Csv, 2 * N..2 * N + 1000);
+    let all = || {
+        let mut l = read_complete_lines(&rotated);
+        l.extend(read_complete_lines(&out));
+        l
+    };
+    let t = wait_all(0..2 * N + 1000, all, || p.diagnostics());
+    report("a-file-two-clusters", 0..2 * N + 1000, &t, broker.dead_count("file"));
+    t.assert_exactly_once(0..2 * N + 1000);
+    Tally::of(read_complete_lines(&rotated)).assert_exactly_once(0..2 * N);
+    Tally::of(read_complete_lines(&out)).assert_exactly_once(2 * N..2 * N + 1000);
+
     let mut ids = HashMap::new();
-    for line in read_complete_lines(&out) {
+    for line in all() {
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         let n = sender::event_number(&line).unwrap();
         let (cluster, format) = cluster_of(n, N);
@@ -263,6 +287,7 @@ fn a_file_destination_two_clusters() {
             panic!("events {other} and {n} share the id {}", v["id"]);
         }
     }
+    assert_eq!(ids.len() as u64, 2 * N + 1000);
     assert_eq!(broker.dead_count("file"), 0);
     p.stop(&broker, true);
 }
@@ -509,7 +534,7 @@ fn e_program_killed_while_the_destination_fails_loses_nothing() {
     let t = wait_all(0..N, || hec.hec_events().iter().map(Value::to_string).collect(), diag);
     report("e-killed-while-failing", 0..N, &t, broker.dead_count("hec"));
     let log = p.broker_log("hec");
-    println!("scenario=e-killed-while-failing killed={killed} journal_adopted={}", stats_sum(&log, "journal_adopted"));
+    println!("  (e) broker instances killed: {killed}; journal lines adopted: {}", stats_sum(&log, "journal_adopted"));
     assert_eq!(broker.dead_count("hec"), 0);
     p.stop(&broker, false);
 }
