@@ -1018,6 +1018,30 @@ fn syslog_receiver_down_fails_the_commit_and_back_delivers() {
     finish(d);
 }
 
+#[test]
+fn syslog_udp_record_too_big_for_a_datagram_is_dead_lettered_not_retried_forever() {
+    let c = Case::new();
+    let rx = SyslogUdpReceiver::start();
+    let cfg = c.config(
+        "udpbig",
+        &format!("type = \"syslog\"\naddress = \"{}\"\nprotocol = \"udp\"\nformat = \"cef\"", rx.addr()),
+        "[input]\nmax_line = 200000\n[retry]\nmax_elapsed_secs = 2\n",
+    );
+    let mut d = c.start(&cfg);
+    let huge = envelope_with_msg("alpha", 1, &format!(" {}", sender::csv_body(1).replace("file-1.txt", &format!("{}/file-1.txt", "d".repeat(70_000)))));
+    commit_ok(&mut d, &[envelope("alpha", 0), huge, envelope("alpha", 2)]);
+    let msgs = settle(|| rx.messages(), 2);
+    let mut nums: Vec<u64> = msgs.iter().filter_map(|m| sender::event_number(&m.text())).collect();
+    nums.sort();
+    assert_eq!(nums, vec![0, 2]);
+    let dead = c.dead_entries();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "rejected");
+    assert!(dead[0]["record"].as_str().unwrap().contains("/file-1.txt"));
+    assert!(dead[0]["reason"].as_str().unwrap().contains("datagram"), "{}", dead[0]["reason"]);
+    finish(d);
+}
+
 // ---------------------------------------------------------------- 12. check
 
 fn run_check(args: &[&str], cfg: &Path) -> (i32, String, String) {
