@@ -132,14 +132,14 @@ fn reply<W: Write>(out: &mut W, text: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
-/// True once rsyslog has closed our stdin (the pipe has no writer left). Checked while a COMMIT
-/// is being delivered, when stdin is not being read: rsyslog closes it at shutdown even while it
-/// waits for a reply, and then no reply will ever be read.
+/// True once rsyslog has closed our stdin (the pipe has no writer left and nothing unread in
+/// it). Checked while a COMMIT is being delivered, when stdin is not being read: rsyslog closes
+/// it at shutdown even while it waits for a reply, and then no reply will ever be read.
 fn stdin_hung_up() -> bool {
     let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd, zero timeout.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    n > 0 && pfd.revents & libc::POLLIN == 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// How long the stages get to finish after EOF before the program exits anyway (a delivery to a
