@@ -289,6 +289,15 @@ fn broken_configs_never_answer_ok() {
     write_secret(&empty, "\n");
     let e = broken_config(&c, &hec("tok3", &empty));
     assert!(e.contains("token_file") && e.contains("empty"), "{e}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Without read permission (root reads anything, so only checked as another user).
+        let locked = c.path("locked.token");
+        write_secret(&locked, DEFAULT_HEC_TOKEN);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let e = broken_config(&c, &hec("tok4", &locked));
+        assert!(e.contains("token_file") && e.contains("Permission denied"), "{e}");
+    }
 
     // Files that cannot be created: the destination, the dead-letter file, the journal.
     let blocker = c.path("a-regular-file");
@@ -955,28 +964,28 @@ fn syslog_tcp_octet_counting_and_newline_and_udp() {
     assert!(rx.errors().is_empty(), "{:?}", rx.errors());
     finish(d);
 
-    // TCP, newline framing, RFC 3164 header.
+    // TCP, newline framing, RFC 5424.
     let rx = SyslogTcpReceiver::start();
-    let mut d = c.start(&syslog_config(&c, "tcp3164", rx.addr(), "framing = \"newline\"\nheader = \"rfc3164\"\n"));
+    let mut d = c.start(&syslog_config(&c, "tcpnl", rx.addr(), "framing = \"newline\"\n"));
     commit_ok(&mut d, &envelopes("beta", 0..5));
     let msgs = settle(|| rx.messages(), 5);
     assert_eq!(msgs.len(), 5, "{:?}", rx.texts());
     for (m, n) in msgs.iter().zip(0..) {
         assert_eq!(m.framing, RxFraming::Newline);
-        assert_eq!(m.text(), format!("<110>Jun  6 14:52:28 q-node-1 qumulo-audit: {}", expected_cef("beta", n)));
+        assert_eq!(m.text(), format!("<110>1 2026-06-06T14:52:28Z q-node-1 qumulo-audit - fs_write_data - {}", expected_cef("beta", n)));
     }
     finish(d);
 
-    // UDP: one datagram per record.
+    // UDP: one datagram per record; here with the RFC 3164 header and another facility.
     let rx = SyslogUdpReceiver::start();
-    let mut d = c.start(&syslog_config(&c, "udp", rx.addr(), "protocol = \"udp\"\n"));
+    let mut d = c.start(&syslog_config(&c, "udp", rx.addr(), "protocol = \"udp\"\nheader = \"rfc3164\"\nfacility = 4\n"));
     commit_ok(&mut d, &envelopes("gamma", 0..5));
     let msgs = settle(|| rx.messages(), 5);
     assert_eq!(msgs.len(), 5, "{:?}", rx.texts());
     let mut texts: Vec<String> = msgs.iter().map(|m| m.text()).collect();
     texts.sort_by_key(|t| sender::event_number(t));
     for (t, n) in texts.iter().zip(0..) {
-        assert_eq!(t, &format!("<110>1 2026-06-06T14:52:28Z q-node-1 qumulo-audit - fs_write_data - {}", expected_cef("gamma", n)));
+        assert_eq!(t, &format!("<38>Jun  6 14:52:28 q-node-1 qumulo-audit: {}", expected_cef("gamma", n)));
     }
     assert!(msgs.iter().all(|m| m.framing == RxFraming::Datagram));
     finish(d);
