@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::format::jsonw::JsonObj;
@@ -22,6 +22,8 @@ pub struct DeadLetter {
     path: Option<PathBuf>,
     file: Mutex<Option<File>>,
     stats: Arc<Stats>,
+    /// Set by SIGHUP: the next write reopens the file first (after logrotate moved it).
+    reopen_flag: Arc<AtomicBool>,
 }
 
 /// What went to the dead-letter file.
@@ -38,12 +40,29 @@ impl DeadLetter {
             Some(p) => Some(open(p)?),
             None => None,
         };
-        Ok(DeadLetter { destination: destination.to_string(), path, file: Mutex::new(file), stats })
+        Ok(DeadLetter {
+            destination: destination.to_string(),
+            path,
+            file: Mutex::new(file),
+            stats,
+            reopen_flag: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The flag that makes the next write reopen the file (register it for SIGHUP). The file is
+    /// reopened by whichever thread writes next, so an entry written after logrotate and HUP
+    /// never lands in the rotated file, even when no delivery happened in between.
+    pub fn reopen_flag(&self) -> Arc<AtomicBool> {
+        self.reopen_flag.clone()
     }
 
     pub fn reopen(&self) {
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        self.reopen_locked(&mut guard);
+    }
+
+    fn reopen_locked(&self, guard: &mut Option<File>) {
         if let Some(p) = &self.path {
-            let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
             match open(p) {
                 Ok(f) => *guard = Some(f),
                 Err(e) => log::error!("cannot reopen dead-letter file {}: {e}", p.display()),
@@ -75,6 +94,9 @@ impl DeadLetter {
         }
         out.push(b'\n');
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if self.reopen_flag.swap(false, Ordering::SeqCst) {
+            self.reopen_locked(&mut guard);
+        }
         if let Some(f) = guard.as_ref() {
             let result = FlockGuard::lock(f).and_then(|_lock| {
                 let mut w: &File = f;
@@ -99,4 +121,28 @@ fn open(p: &PathBuf) -> std::io::Result<File> {
         }
     }
     OpenOptions::new().create(true).append(true).open(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_flag_moves_the_next_entry_to_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let dl = DeadLetter::new("d", Some(path.clone()), Arc::new(Stats::default())).unwrap();
+        dl.write(Kind::ParseError, "c", "bad", b"one");
+        let rotated = dir.path().join("dead.ndjson.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        dl.reopen_flag().store(true, Ordering::SeqCst); // what SIGHUP does
+        dl.write(Kind::ParseError, "", "bad", b"two\xff");
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 1);
+        assert!(old.contains("\"line\":\"one\"") && old.contains("\"cluster\":\"c\""), "{old}");
+        assert_eq!(new.lines().count(), 1);
+        assert!(new.contains("\"kind\":\"parse_error\"") && new.contains("\"invalid_utf8\":true"), "{new}");
+        assert!(!new.contains("\"cluster\""), "an empty cluster is left out: {new}");
+    }
 }

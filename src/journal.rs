@@ -68,10 +68,21 @@ impl Journal {
     pub fn open(dir: &Path, max_bytes: u64, fsync: bool) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let path = dir.join(format!("journal-{}-{}.jnl", std::process::id(), nanos));
-        let file = OpenOptions::new().create_new(true).append(true).read(true).open(&path)?;
+        let name = format!("journal-{}-{}", std::process::id(), nanos);
+        // Created and locked under a name adopters ignore, then renamed (the lock belongs to the
+        // open file, not the name): a `.jnl` file that can be locked is always an orphan. Created
+        // directly as `.jnl`, another instance's adopter could lock it between our create and our
+        // lock, then delete it as a dead instance's journal.
+        let creating = dir.join(format!("{name}.new"));
+        let path = dir.join(format!("{name}.jnl"));
+        let file = OpenOptions::new().create_new(true).append(true).read(true).open(&creating)?;
         if !try_lock(&file)? {
-            return Err(io::Error::other(format!("cannot lock new journal {}", path.display())));
+            let _ = fs::remove_file(&creating);
+            return Err(io::Error::other(format!("cannot lock new journal {}", creating.display())));
+        }
+        if let Err(e) = fs::rename(&creating, &path) {
+            let _ = fs::remove_file(&creating);
+            return Err(e);
         }
         Ok(Journal { path, file, size: 0, max_bytes, fsync })
     }
@@ -194,6 +205,39 @@ mod tests {
         let p = j.path().to_path_buf();
         j.close();
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_new_journal_is_never_adopted_while_it_is_being_created() {
+        // Another instance's adopter scans the directory all the time; a journal must be locked
+        // before its name can be found, or the adopter takes (and deletes) it first and the new
+        // instance fails to start ("cannot lock new journal").
+        let dir = tempfile::tempdir().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let adopter = {
+            let (dir, stop) = (dir.path().to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                let mut adopted = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for o in find_orphans(&dir, None) {
+                        adopted += 1;
+                        let _ = o.remove();
+                    }
+                }
+                adopted
+            })
+        };
+        let mut open = Vec::new();
+        for _ in 0..3000 {
+            let j = Journal::open(dir.path(), 1 << 20, false).expect("open while an adopter scans");
+            open.push(j);
+            if open.len() > 50 {
+                open.remove(0).close();
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(adopter.join().unwrap(), 0, "a living instance's journal was adopted");
+        assert!(open.iter().all(|j| j.path().exists()));
     }
 
     #[test]

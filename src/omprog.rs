@@ -111,8 +111,8 @@ pub fn run(cfg: Config) -> i32 {
     let setup = match setup(cfg) {
         Ok(s) => s,
         Err(e) => {
+            // One line on stderr (omprog's `output=` file), like a config error in main.
             log::error!("{e}");
-            eprintln!("qumulo-audit-broker: {e}");
             return 2;
         }
     };
@@ -121,7 +121,8 @@ pub fn run(cfg: Config) -> i32 {
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let code = serve(BufReader::with_capacity(256 * 1024, stdin.lock()), &mut out, sink, encoder, journal, shared.clone());
+    let input = BufReader::with_capacity(256 * 1024, stdin.lock());
+    let code = serve(input, &mut out, &stdin_hung_up, sink, encoder, journal, shared.clone());
     log::info!("{}", shared.stats.line());
     code
 }
@@ -139,6 +140,20 @@ fn reply<W: Write>(out: &mut W, text: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
+/// True once rsyslog has closed our stdin (the pipe has no writer left and nothing unread in
+/// it). Checked while a COMMIT is being delivered, when stdin is not being read: rsyslog closes
+/// it at shutdown even while it waits for a reply, and then no reply will ever be read.
+fn stdin_hung_up() -> bool {
+    let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & libc::POLLIN == 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+/// How long the stages get to finish after EOF before the program exits anyway (a delivery to a
+/// slow destination may be in flight; nothing it carries was acknowledged, the journal keeps it).
+const EXIT_GRACE: Duration = Duration::from_millis(1000);
+
 fn keepalive<W: Write>(out: &mut W) -> io::Result<()> {
     out.write_all(b".")?;
     out.flush()
@@ -153,6 +168,7 @@ fn error_reply(msg: &str) -> Vec<u8> {
 
 fn install_signals(shared: &Arc<Shared>) {
     let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, shared.hup.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, shared.dead.reopen_flag());
     let shared = shared.clone();
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM]) {
         thread::Builder::new()
@@ -182,6 +198,7 @@ fn install_signals(shared: &Arc<Shared>) {
 fn serve<R: io::BufRead, W: Write>(
     mut input: R,
     out: &mut W,
+    hung_up: &dyn Fn() -> bool,
     sink: Sink,
     encoder: Encoder,
     mut journal: Option<Journal>,
@@ -221,10 +238,20 @@ fn serve<R: io::BufRead, W: Write>(
     let result: io::Result<()> = (|| {
         reply(out, b"OK")?;
         loop {
-            let Some(_truncated) = read_bounded_line(&mut input, &mut line, max_line)? else {
+            let Some(truncated) = read_bounded_line(&mut input, &mut line, max_line)? else {
                 log::info!("stdin closed: exiting");
                 return Ok(());
             };
+            if truncated {
+                // Only the first max_line + 1 bytes were kept: the parser would report that
+                // length. Dead-letter it here with the true reason; nothing to journal.
+                shared.stats.lines_in.fetch_add(1, Ordering::Relaxed);
+                shared.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("line is longer than the maximum of {max_line} bytes (the first {} are kept here)", line.len());
+                shared.dead.write(Kind::ParseError, &fallback_cluster_of(&shared.cfg), &reason, &line);
+                reply(out, if in_tx { b"DEFER_COMMIT" } else { b"OK" })?;
+                continue;
+            }
             if line.last() == Some(&b'\r') && (line.starts_with(BEGIN) || line.starts_with(COMMIT)) {
                 line.pop();
             }
@@ -233,7 +260,7 @@ fn serve<R: io::BufRead, W: Write>(
                     // rsyslog starts over after an error reply: roll back what is open
                     // (rsyslog re-sends it, so the unparsed lines are simply dropped).
                     chunk.clear();
-                    send_work(&work_tx, Work::Rollback { tx }, out, keepalive_every)?;
+                    send_work(&work_tx, Work::Rollback { tx }, out, keepalive_every, hung_up)?;
                     clear_journal(&mut journal);
                 }
                 tx += 1;
@@ -246,7 +273,7 @@ fn serve<R: io::BufRead, W: Write>(
                     continue;
                 }
                 in_tx = false;
-                let outcome = commit(&work_tx, &done_rx, &mut chunk, tx, &mut journal, out, keepalive_every, &shared);
+                let outcome = commit(&work_tx, &done_rx, &mut chunk, tx, &mut journal, out, keepalive_every, hung_up, &shared);
                 let outcome = match (outcome?, tx_error.take()) {
                     (_, Some(e)) => Err(e),
                     (r, None) => r,
@@ -282,7 +309,7 @@ fn serve<R: io::BufRead, W: Write>(
                     }
                 }
                 if standalone {
-                    let outcome = commit(&work_tx, &done_rx, &mut chunk, tx, &mut journal, out, keepalive_every, &shared)?;
+                    let outcome = commit(&work_tx, &done_rx, &mut chunk, tx, &mut journal, out, keepalive_every, hung_up, &shared)?;
                     clear_journal(&mut journal);
                     match outcome {
                         Ok(()) => reply(out, b"OK")?,
@@ -290,7 +317,7 @@ fn serve<R: io::BufRead, W: Write>(
                     }
                 } else {
                     if chunk.len() >= CHUNK_BYTES {
-                        flush_chunk(&work_tx, &mut chunk, tx, out, keepalive_every)?;
+                        flush_chunk(&work_tx, &mut chunk, tx, out, keepalive_every, hung_up)?;
                     }
                     reply(out, b"DEFER_COMMIT")?;
                 }
@@ -303,6 +330,10 @@ fn serve<R: io::BufRead, W: Write>(
             log::info!("rsyslog closed our stdout: exiting");
             0
         }
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            log::info!("{e}: exiting; unacknowledged lines stay in the journal");
+            0
+        }
         Err(e) => {
             log::error!("omprog I/O error: {e}");
             1
@@ -310,13 +341,27 @@ fn serve<R: io::BufRead, W: Write>(
     };
     shared.shutdown.store(true, Ordering::SeqCst);
     drop(work_tx);
-    // The stages stop promptly: the delivery stage abandons retries once shutdown is set.
-    let _ = parse_stage.join();
     drop(done_rx);
-    let _ = delivery_stage.join();
+    // The stages stop promptly: nothing is acknowledged any more, so queued work is dropped
+    // (the journal keeps it) and retries are abandoned. Only a request already in flight to a
+    // slow destination may take longer: it gets EXIT_GRACE, then the program exits anyway.
+    let deadline = Instant::now() + EXIT_GRACE;
+    while !(parse_stage.is_finished() && delivery_stage.is_finished()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
     drop(stats_thread);
-    if let Some(j) = journal {
-        j.close();
+    if parse_stage.is_finished() && delivery_stage.is_finished() {
+        let _ = parse_stage.join();
+        let _ = delivery_stage.join();
+        if let Some(j) = journal {
+            j.close();
+        }
+    } else {
+        // Never cut a record written to a file or stream in half (the lock is only held there).
+        let _writing = shared.delivering.lock().unwrap_or_else(|e| e.into_inner());
+        log::info!("exiting with a delivery still in flight; its lines stay in the journal");
+        // The journal stays as it is (its lock goes with the process) for the next instance.
+        std::mem::forget(journal);
     }
     code
 }
@@ -330,11 +375,14 @@ fn clear_journal(journal: &mut Option<Journal>) {
 }
 
 /// Sends work to the parse stage, writing keep-alives while it is busy.
-fn send_work<W: Write>(work_tx: &Sender<Work>, mut work: Work, out: &mut W, every: Duration) -> io::Result<()> {
+fn send_work<W: Write>(work_tx: &Sender<Work>, mut work: Work, out: &mut W, every: Duration, hung_up: &dyn Fn() -> bool) -> io::Result<()> {
     loop {
         match work_tx.send_timeout(work, every) {
             Ok(()) => return Ok(()),
             Err(SendTimeoutError::Timeout(w)) => {
+                if hung_up() {
+                    return Err(stdin_closed_error());
+                }
                 keepalive(out)?;
                 work = w;
             }
@@ -343,12 +391,24 @@ fn send_work<W: Write>(work_tx: &Sender<Work>, mut work: Work, out: &mut W, ever
     }
 }
 
-fn flush_chunk<W: Write>(work_tx: &Sender<Work>, chunk: &mut Vec<u8>, tx: u64, out: &mut W, every: Duration) -> io::Result<()> {
+fn flush_chunk<W: Write>(
+    work_tx: &Sender<Work>,
+    chunk: &mut Vec<u8>,
+    tx: u64,
+    out: &mut W,
+    every: Duration,
+    hung_up: &dyn Fn() -> bool,
+) -> io::Result<()> {
     if chunk.is_empty() {
         return Ok(());
     }
     let buf = std::mem::replace(chunk, Vec::with_capacity(CHUNK_BYTES + 4096));
-    send_work(work_tx, Work::Lines { tx, buf }, out, every)
+    send_work(work_tx, Work::Lines { tx, buf }, out, every, hung_up)
+}
+
+/// rsyslog closed stdin while we were busy: exit without a reply (nobody reads it).
+fn stdin_closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "rsyslog closed our stdin while a delivery was in progress")
 }
 
 /// Delivers transaction `tx` and waits for the outcome, with keep-alives.
@@ -361,6 +421,7 @@ fn commit<W: Write>(
     journal: &mut Option<Journal>,
     out: &mut W,
     every: Duration,
+    hung_up: &dyn Fn() -> bool,
     shared: &Shared,
 ) -> io::Result<Result<(), String>> {
     if let Some(j) = journal.as_ref() {
@@ -371,8 +432,8 @@ fn commit<W: Write>(
             return Ok(Err(format!("journal fsync failed: {e}")));
         }
     }
-    flush_chunk(work_tx, chunk, tx, out, every)?;
-    send_work(work_tx, Work::Commit { tx }, out, every)?;
+    flush_chunk(work_tx, chunk, tx, out, every, hung_up)?;
+    send_work(work_tx, Work::Commit { tx }, out, every, hung_up)?;
     loop {
         match done_rx.recv_timeout(every) {
             Ok(done) if done.tx == tx => return Ok(done.result),
@@ -380,6 +441,9 @@ fn commit<W: Write>(
             Err(RecvTimeoutError::Timeout) => {
                 if shared.shutdown.load(Ordering::SeqCst) {
                     return Ok(Err("shutting down".into()));
+                }
+                if hung_up() {
+                    return Err(stdin_closed_error());
                 }
                 keepalive(out)?;
             }
@@ -394,6 +458,10 @@ fn fallback_cluster(opts: &ParserOptions) -> &str {
         ClusterSource::Fixed(n) => n,
         _ => "",
     }
+}
+
+fn fallback_cluster_of(cfg: &Config) -> String {
+    fallback_cluster(&cfg.parser_options()).to_string()
 }
 
 /// Parses lines into `batch`; dead-letters bad lines. Returns nothing: full batches are sent.
@@ -454,6 +522,9 @@ fn parse_stage(work_rx: Receiver<Work>, batch_tx: Sender<Batch>, pool_rx: Receiv
     };
     let mut batch = fresh(&pool_rx);
     for work in work_rx.iter() {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return; // nothing will be acknowledged any more; the journal keeps the lines
+        }
         match work {
             Work::Lines { tx, buf } => {
                 for line in buf.split(|&b| b == b'\n') {
@@ -462,6 +533,9 @@ fn parse_stage(work_rx: Receiver<Work>, batch_tx: Sender<Batch>, pool_rx: Receiv
                     }
                     renderer.add(line, &mut batch, &shared);
                     if batch.is_full(max_events, max_bytes) {
+                        if shared.shutdown.load(Ordering::SeqCst) {
+                            return;
+                        }
                         batch.tx = tx;
                         if batch_tx.send(std::mem::replace(&mut batch, fresh(&pool_rx))).is_err() {
                             return;
@@ -494,11 +568,15 @@ fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result
     let max_elapsed = Duration::from_secs(retry.max_elapsed_secs);
     loop {
         if shared.hup.swap(false, Ordering::SeqCst) {
-            sink.reopen();
-            shared.dead.reopen();
+            sink.reopen(); // the dead-letter file reopens itself at its next write
+        }
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return Err("shutting down".into());
         }
         let attempt = {
-            let _writing = shared.delivering.lock().unwrap_or_else(|e| e.into_inner());
+            // Held only where exiting mid-write would tear a record (file, TCP stream); an HTTP
+            // request cut short is simply not accepted, so SIGTERM need not wait for it.
+            let _writing = sink.tears_when_cut().then(|| shared.delivering.lock().unwrap_or_else(|e| e.into_inner()));
             sink.deliver(batch, &pending)
         };
         for (i, reason) in &attempt.rejected {
@@ -554,6 +632,9 @@ fn delivery_stage(
     }
     let mut failed: Option<(u64, String)> = None;
     for batch in batch_rx.iter() {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return; // nothing will be acknowledged any more; the journal keeps the lines
+        }
         let already_failed = failed.as_ref().is_some_and(|(tx, _)| *tx == batch.tx);
         if !batch.is_empty() && !already_failed {
             if let Err(e) = deliver_with_retry(&mut sink, &batch, &shared) {

@@ -9,7 +9,9 @@
 //!   dead-lettered.
 //!
 //! Any HTTP 400 for a multi-record request is narrowed down by sending the records one by one,
-//! so one bad record is dead-lettered and the rest delivered. 401/403/404 and other statuses are
+//! so one bad record is dead-lettered and the rest delivered. A HEC 400 that names the bad event
+//! (`invalid-event-number`) is narrowed down without re-sending the events before it, which
+//! Splunk has already indexed (it does not de-duplicate). 401/403/404 and other statuses are
 //! treated as retryable: a configuration problem must never throw audit data away.
 //! TLS is verified by default against the system's roots plus an optional `ca_file`.
 
@@ -138,13 +140,13 @@ impl HttpSink {
             builder = builder.tls_config(tls_config(cfg)?);
         }
         let auth = if let Some(tf) = &d.token_file {
-            let token = read_secret(tf)?;
+            let token = read_secret(tf).map_err(|e| ConfigError(format!("[destination] token_file: {e}")))?;
             Some(match preset {
                 HttpPreset::SplunkHec => format!("Splunk {token}"),
                 _ => format!("Bearer {token}"),
             })
         } else if let (Some(user), Some(pf)) = (&d.username, &d.password_file) {
-            let password = read_secret(pf)?;
+            let password = read_secret(pf).map_err(|e| ConfigError(format!("[destination] password_file: {e}")))?;
             Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
         } else {
             None
@@ -273,12 +275,52 @@ impl HttpSink {
         match code {
             200..=299 if self.preset == HttpPreset::ElasticsearchBulk => bulk_items(which, text),
             200..=299 => Attempt::ok(),
+            400 if which.len() > 1 && self.preset == HttpPreset::SplunkHec && hec_invalid_event(text).is_some() => {
+                self.hec_partial(batch, which, text)
+            }
             400 | 413 if which.len() > 1 => self.one_by_one(batch, which),
             400 | 413 => Attempt {
                 rejected: vec![(which[0], format!("HTTP {code}: {short}"))],
                 ..Attempt::default()
             },
             _ => Attempt::retry_all(which, format!("destination unavailable: HTTP {code} from {}: {short}", self.url)),
+        }
+    }
+
+    /// A HEC 400 naming the bad event (`invalid-event-number`): Splunk has indexed the events
+    /// before it and dropped the rest, and it does not de-duplicate, so only the bad one is
+    /// rejected and only the ones after it are sent again (at once; further 400s likewise).
+    fn hec_partial(&mut self, batch: &Batch, which: &[usize], text: &str) -> Attempt {
+        let mut total = Attempt::default();
+        let mut rest: Vec<usize> = which.to_vec();
+        let mut text = text.to_string();
+        loop {
+            let Some(k) = hec_invalid_event(&text).filter(|&k| k < rest.len()) else {
+                let a = self.one_by_one(batch, &rest);
+                total.merge(a);
+                return total;
+            };
+            let short = text.chars().take(300).collect::<String>();
+            total.rejected.push((rest[k], format!("HTTP 400: {short}")));
+            rest.drain(..=k);
+            if rest.is_empty() {
+                return total;
+            }
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let result = self.post(batch.body(&rest, &mut scratch));
+            self.scratch = scratch;
+            match result {
+                Err(e) => {
+                    total.merge(Attempt::retry_all(&rest, format!("destination unavailable: {e}")));
+                    return total;
+                }
+                Ok((400, t)) if rest.len() > 1 && hec_invalid_event(&t).is_some() => text = t,
+                Ok((code, t)) => {
+                    let a = self.judge(batch, &rest, code, &t);
+                    total.merge(a);
+                    return total;
+                }
+            }
         }
     }
 
@@ -290,11 +332,7 @@ impl HttpSink {
                 Err(e) => Attempt::retry_all(&[i], format!("destination unavailable: {e}")),
                 Ok((code, text)) => self.judge(batch, &[i], code, &text),
             };
-            total.rejected.extend(a.rejected);
-            total.retry.extend(a.retry);
-            if a.error.is_some() {
-                total.error = a.error;
-            }
+            total.merge(a);
         }
         total
     }
@@ -315,6 +353,13 @@ impl HttpSink {
             Err(ureq::Error::Transport(t)) => Err(format!("{probe}: {t}")),
         }
     }
+}
+
+/// The `invalid-event-number` of a HEC error answer (`{"text":"Invalid data format","code":6,
+/// "invalid-event-number":3}`): the 0-based index of the first event Splunk refused.
+fn hec_invalid_event(text: &str) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("invalid-event-number")?.as_u64().map(|k| k as usize)
 }
 
 /// Reads an Elasticsearch bulk response; item `k` answers record `which[k]`.
@@ -398,5 +443,12 @@ mod tests {
         assert!(a.rejected[0].1.contains("mapper_parsing_exception"));
         assert_eq!(bulk_items(&[1], r#"{"errors":false,"items":[]}"#), Attempt::ok());
         assert_eq!(bulk_items(&[1, 2], "garbage").retry, vec![1, 2]);
+    }
+
+    #[test]
+    fn hec_invalid_event_numbers() {
+        assert_eq!(hec_invalid_event(r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#), Some(3));
+        assert_eq!(hec_invalid_event(r#"{"text":"Invalid data format","code":6}"#), None);
+        assert_eq!(hec_invalid_event("Bad Request"), None);
     }
 }

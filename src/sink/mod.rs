@@ -29,6 +29,15 @@ impl Attempt {
         Attempt::default()
     }
 
+    /// Adds another attempt's outcome (for other records of the same batch) to this one.
+    pub fn merge(&mut self, other: Attempt) {
+        self.rejected.extend(other.rejected);
+        self.retry.extend(other.retry);
+        if other.error.is_some() {
+            self.error = other.error;
+        }
+    }
+
     /// Every record in `which` must be retried because of `error`.
     pub fn retry_all(which: &[usize], error: impl Into<String>) -> Attempt {
         Attempt { rejected: Vec::new(), retry: which.to_vec(), error: Some(error.into()) }
@@ -89,6 +98,17 @@ impl Sink {
             Sink::File(s) => s.deliver(batch, which),
             Sink::Http(s) => s.deliver(batch, which),
             Sink::Syslog(s) => s.deliver(batch, which),
+        }
+    }
+
+    /// True when exiting in the middle of [`Sink::deliver`] could leave half a record at the
+    /// destination (a file, a TCP stream); false where a cut delivery is simply not accepted
+    /// (HTTP) or records are atomic (UDP datagrams).
+    pub fn tears_when_cut(&self) -> bool {
+        match self {
+            Sink::File(_) => true,
+            Sink::Http(_) => false,
+            Sink::Syslog(s) => s.is_stream(),
         }
     }
 

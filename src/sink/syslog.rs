@@ -132,6 +132,11 @@ impl SyslogEncoder {
 }
 
 impl SyslogSink {
+    /// TCP (a byte stream) rather than UDP (one datagram per record).
+    pub fn is_stream(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+
     pub fn disconnect(&mut self) {
         self.tcp = None;
         self.udp = None;
@@ -188,13 +193,28 @@ impl SyslogSink {
                     }
                 }
                 let sock = self.udp.as_ref().expect("bound");
+                let mut attempt = Attempt::ok();
                 for (k, &i) in which.iter().enumerate() {
-                    if let Err(e) = sock.send(batch.record(i)) {
-                        self.udp = None;
-                        return Attempt::retry_all(&which[k..], format!("destination unavailable: syslog udp {}: {e}", self.address));
+                    let record = batch.record(i);
+                    match sock.send(record) {
+                        Ok(_) => {}
+                        // Larger than a datagram can be: it never will fit, so retrying would
+                        // block the queue forever. Refuse it for good (dead letter).
+                        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => attempt.rejected.push((
+                            i,
+                            format!("record of {} bytes does not fit in a UDP datagram ({e}); use protocol = \"tcp\"", record.len()),
+                        )),
+                        Err(e) => {
+                            self.udp = None;
+                            attempt.merge(Attempt::retry_all(
+                                &which[k..],
+                                format!("destination unavailable: syslog udp {}: {e}", self.address),
+                            ));
+                            return attempt;
+                        }
                     }
                 }
-                Attempt::ok()
+                attempt
             }
         }
     }
@@ -224,4 +244,35 @@ fn peer_closed(s: &mut TcpStream) -> bool {
     };
     let _ = s.set_nonblocking(false);
     closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_record_too_big_for_a_datagram_is_rejected_the_rest_sent() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let text = format!(
+            "[destination]\ntype = \"syslog\"\naddress = \"{}\"\nprotocol = \"udp\"\n",
+            rx.local_addr().unwrap()
+        );
+        let cfg = Config::parse(&text).unwrap();
+        let mut sink = SyslogSink::new(&cfg).unwrap();
+        let mut batch = Batch::default();
+        for rec in [vec![b'a'; 70_000], b"<110>small".to_vec()] {
+            let st = batch.begin_record();
+            batch.buf.extend_from_slice(&rec);
+            batch.end_record(st);
+        }
+        let a = sink.deliver(&batch, &[0, 1]);
+        assert!(a.retry.is_empty(), "{a:?}");
+        assert_eq!(a.rejected.len(), 1);
+        assert_eq!(a.rejected[0].0, 0);
+        assert!(a.rejected[0].1.contains("70000 bytes"), "{}", a.rejected[0].1);
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"<110>small");
+    }
 }

@@ -169,6 +169,8 @@ struct Inner {
     ctl_cond: Condvar,
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
+    /// Requests read completely (answered or still being answered).
+    received: AtomicU64,
     shutdown: AtomicBool,
 }
 
@@ -216,6 +218,7 @@ impl MockHttp {
             ctl_cond: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            received: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
         });
         let i2 = inner.clone();
@@ -369,6 +372,12 @@ impl MockHttp {
     }
     pub fn request_count(&self) -> usize {
         self.inner.state().requests.len()
+    }
+    /// Requests read completely so far, including those still waiting for their answer (a
+    /// [`set_delay`](Self::set_delay) in progress): `requests_received() > request_count()`
+    /// means a request is in flight.
+    pub fn requests_received(&self) -> u64 {
+        self.inner.received.load(Ordering::SeqCst)
     }
     /// How many requests got this status.
     pub fn count_status(&self, status: u16) -> usize {
@@ -625,6 +634,7 @@ fn serve_connection(inner: &Inner, mut stream: TcpStream, conn: u64) {
             }
         }
         let wire: Vec<u8> = buf.drain(..clen).collect();
+        inner.received.fetch_add(1, Ordering::SeqCst);
         let gzip = hdr("content-encoding").is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_string(), q.to_string()),

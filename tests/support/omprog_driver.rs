@@ -258,6 +258,31 @@ impl OmprogDriver {
         self.try_read_reply()
     }
 
+    /// Sends raw bytes (a line that need not be UTF-8: invalid bytes, NUL) plus `\n` unless they
+    /// end with one, and returns the reply; panics on a violation.
+    pub fn send_bytes(&mut self, line: &[u8]) -> Reply {
+        match self.try_send_bytes(line) {
+            Ok(r) => r,
+            Err(v) => panic!(
+                "omprog protocol violation after sending {:?}: {v}\n{}",
+                String::from_utf8_lossy(line),
+                self.diagnostics()
+            ),
+        }
+    }
+
+    /// [`send_bytes`](Self::send_bytes), returning a violation instead of panicking.
+    pub fn try_send_bytes(&mut self, line: &[u8]) -> Result<Reply, Violation> {
+        let shown: String = String::from_utf8_lossy(line).chars().take(200).collect();
+        self.transcript.push(format!("> (raw, {} bytes) {shown:?}", line.len()));
+        let mut b = line.to_vec();
+        if b.last() != Some(&b'\n') {
+            b.push(b'\n');
+        }
+        self.write_raw(&b)?;
+        self.try_read_reply()
+    }
+
     /// Sends `BEGIN TRANSACTION`.
     pub fn begin(&mut self) -> Reply {
         let m = self.begin_mark.clone();

@@ -256,6 +256,19 @@ impl Rsyslogd {
         self.port.unwrap_or_else(|| panic!("this rsyslogd has no imtcp input\n{}", self.diagnostics()))
     }
 
+    /// The port of an extra imtcp input the caller's body declares with `port="0"
+    /// listenPortFileName="{WORKDIR}/<file>"` (e.g. a second input bound to another ruleset).
+    /// Waits until that port accepts connections; panics with diagnostics after `timeout`.
+    pub fn listen_port(&self, file: &str, timeout: Duration) -> u16 {
+        let path = self.path(file);
+        try_wait_for(timeout, || {
+            let p = fs::read_to_string(&path).ok()?.trim().parse::<u16>().ok()?;
+            let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p));
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok().map(|_| p)
+        })
+        .unwrap_or_else(|| panic!("no listening port in {} after {timeout:?}\n{}", path.display(), self.diagnostics()))
+    }
+
     /// `127.0.0.1:port()`.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port()))
