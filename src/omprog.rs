@@ -131,7 +131,7 @@ pub fn run(cfg: Config) -> i32 {
 /// Returns the exit code, or the setup error (in which case nothing was written to `output`).
 pub fn run_on<R: io::BufRead, W: Write>(cfg: Config, input: R, output: &mut W) -> Result<i32, String> {
     let Setup { sink, encoder, journal, shared } = setup(cfg)?;
-    Ok(serve(input, output, sink, encoder, journal, shared))
+    Ok(serve(input, output, &|| false, sink, encoder, journal, shared))
 }
 
 fn reply<W: Write>(out: &mut W, text: &[u8]) -> io::Result<()> {
@@ -428,7 +428,7 @@ fn commit<W: Write>(
         if let Err(e) = j.sync_if_configured() {
             // Nothing of this transaction is delivered; rsyslog re-sends it after the error.
             chunk.clear();
-            send_work(work_tx, Work::Rollback { tx }, out, every)?;
+            send_work(work_tx, Work::Rollback { tx }, out, every, hung_up)?;
             return Ok(Err(format!("journal fsync failed: {e}")));
         }
     }

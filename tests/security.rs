@@ -117,14 +117,21 @@ fn one_transaction(cfg: &Path) -> (String, String) {
         .spawn()
         .unwrap();
     let line = "<134>Jun  6 14:52:28 q-node-1 qumulo 10.0.0.1,\"AD\\alice\",smb2,fs_write_data,ok,7,\"/share/file-7.txt\",\"\"";
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        write!(stdin, "BEGIN TRANSACTION\n{line}\nCOMMIT TRANSACTION\n").unwrap();
+    // Like rsyslog, keep stdin open until the COMMIT is answered (a closed stdin means shut down).
+    let mut stdin = child.stdin.take().unwrap();
+    write!(stdin, "BEGIN TRANSACTION\n{line}\nCOMMIT TRANSACTION\n").unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut replies = Vec::new();
+    for _ in 0..4 {
+        let mut reply = String::new();
+        stdout.read_line(&mut reply).unwrap();
+        replies.push(reply.trim_end_matches('\n').trim_start_matches('.').to_string());
     }
+    drop(stdin);
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let replies: Vec<&str> = stdout.lines().map(|l| l.trim_start_matches('.')).collect();
-    assert_eq!(&replies[..3], &["OK", "OK", "DEFER_COMMIT"], "stdout: {stdout:?}");
+    assert_eq!(&replies[..3], &["OK", "OK", "DEFER_COMMIT"], "replies: {replies:?}");
+    assert!(out.stdout.is_empty(), "nothing but replies on stdout");
     (replies[3].to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
