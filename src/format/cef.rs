@@ -23,7 +23,7 @@
 //!   failed renames too (the attempted target). A rename without a target keeps its path in
 //!   `filePath`.
 
-use super::{category, is_ip, write_event_name, write_int, Severity, PRODUCT, VENDOR, VERSION};
+use super::{category, is_ip, write_event_name, write_int, KeyValues, Severity, PRODUCT, VENDOR, VERSION};
 use crate::event::{split_path, Action, Event, ObjectType};
 
 /// Appends a header field with `\` and `|` escaped (CR/LF become spaces).
@@ -47,39 +47,6 @@ pub fn write_ext_value(out: &mut Vec<u8>, s: &str) {
     });
 }
 
-/// The extension being written: space-separated `key=value` pairs.
-struct Ext<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl Ext<'_> {
-    fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(b' ');
-        }
-        self.first = false;
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.push(b'=');
-    }
-
-    /// Writes `key=value`, skipping empty (absent) values.
-    fn kv(&mut self, key: &str, value: &str) {
-        if !value.is_empty() {
-            self.key(key);
-            write_ext_value(self.out, value);
-        }
-    }
-
-    /// A custom string with its label (`cs1Label=cluster cs1=...`), skipped when empty.
-    fn labeled(&mut self, key: &str, label_key: &str, label: &str, value: &str) {
-        if !value.is_empty() {
-            self.kv(label_key, label);
-            self.kv(key, value);
-        }
-    }
-}
-
 pub fn render(ev: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"CEF:0|");
     write_header_field(out, VENDOR);
@@ -95,7 +62,8 @@ pub fn render(ev: &Event, out: &mut Vec<u8>) {
     write_int(out, Severity::of(ev).cef() as i64);
     out.push(b'|');
 
-    let mut x = Ext { out, first: true };
+    // The extension: space-separated `key=value` pairs.
+    let mut x = KeyValues::new(out, b' ', write_ext_value);
     if let Some(t) = &ev.time {
         x.key("rt");
         write_int(x.out, t.epoch_millis());

@@ -20,7 +20,7 @@
 //!   `targetPath`, `clientAddress` (only when the client address is not an IP), `details` (extra
 //!   fields as compact JSON). Absent (empty) values are omitted.
 
-use super::{is_ip, write_int, Severity, PRODUCT, VENDOR, VERSION};
+use super::{is_ip, write_int, KeyValues, Severity, PRODUCT, VENDOR, VERSION};
 use crate::event::{split_path, Action, Event, ObjectType};
 use crate::time::Timestamp;
 
@@ -50,29 +50,6 @@ pub fn write_value(out: &mut Vec<u8>, s: &str) {
     });
 }
 
-struct Attrs<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl Attrs<'_> {
-    fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(DELIMITER);
-        }
-        self.first = false;
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.push(b'=');
-    }
-
-    fn kv(&mut self, key: &str, value: &str) {
-        if !value.is_empty() {
-            self.key(key);
-            write_value(self.out, value);
-        }
-    }
-}
-
 pub fn render(ev: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"LEEF:2.0|");
     write_header_field(out, VENDOR);
@@ -86,7 +63,7 @@ pub fn render(ev: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(DELIMITER_HEADER.as_bytes());
     out.push(b'|');
 
-    let mut a = Attrs { out, first: true };
+    let mut a = KeyValues::new(out, DELIMITER, write_value);
     if let Some(t) = &ev.time {
         a.key("devTime");
         let ms = Timestamp { secs: t.secs, nanos: t.nanos / 1_000_000 * 1_000_000, frac_digits: 3 };

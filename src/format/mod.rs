@@ -215,6 +215,47 @@ pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str, escape: impl Fn(u8) -> O
     out.extend_from_slice(&b[start..]);
 }
 
+/// A `key=value` list as CEF extensions and LEEF attributes are written: pairs joined by
+/// `separator`, values escaped by `escape_value`, empty (absent) values skipped.
+pub(crate) struct KeyValues<'a> {
+    pub out: &'a mut Vec<u8>,
+    separator: u8,
+    escape_value: fn(&mut Vec<u8>, &str),
+    first: bool,
+}
+
+impl<'a> KeyValues<'a> {
+    pub fn new(out: &'a mut Vec<u8>, separator: u8, escape_value: fn(&mut Vec<u8>, &str)) -> KeyValues<'a> {
+        KeyValues { out, separator, escape_value, first: true }
+    }
+
+    /// Writes `key=`; the caller appends the value.
+    pub fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(self.separator);
+        }
+        self.first = false;
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'=');
+    }
+
+    /// Writes `key=value`, skipping empty (absent) values.
+    pub fn kv(&mut self, key: &str, value: &str) {
+        if !value.is_empty() {
+            self.key(key);
+            (self.escape_value)(self.out, value);
+        }
+    }
+
+    /// A value with its label pair (CEF's `cs1Label=cluster cs1=...`), skipped when empty.
+    pub fn labeled(&mut self, key: &str, label_key: &str, label: &str, value: &str) {
+        if !value.is_empty() {
+            self.kv(label_key, label);
+            self.kv(key, value);
+        }
+    }
+}
+
 pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
     use std::io::Write as _;
     let _ = write!(out, "{v}");
