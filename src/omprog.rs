@@ -117,6 +117,13 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let Setup { sink, encoder, journal, shared } = setup;
+    // One line per program start: the pid in the log prefix tells operators (and the
+    // reliability tests) when rsyslog started or restarted an instance.
+    log::info!(
+        "started: destination {}, journal {}",
+        shared.cfg.name(),
+        journal.as_ref().map_or_else(|| "off".to_string(), |j| j.path().display().to_string())
+    );
     install_signals(&shared);
     let stdin = io::stdin();
     let stdout = io::stdout();
