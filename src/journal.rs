@@ -5,8 +5,11 @@
 //! and the ones after it. So before answering `DEFER_COMMIT` each line is appended to this
 //! process's journal file (`<dir>/journal-<pid>-<nanos>.jnl`, held under an exclusive `flock`
 //! for the life of the process). On COMMIT the batch is delivered and the journal truncated;
-//! when a COMMIT is answered with an error, or a transaction is rolled back, it is truncated
-//! too, because rsyslog re-sends those messages itself.
+//! when a COMMIT is answered with an error it is truncated too, because rsyslog then re-sends
+//! every message of the batch itself. A `BEGIN` without `COMMIT` (after an error reply to one
+//! message) keeps it: rsyslog re-sends only that message and the ones after it. A transaction
+//! that outgrows `max_bytes` is delivered early and the journal truncated; if that delivery
+//! fails the program exits and leaves the journal to be adopted.
 //!
 //! A journal whose lock can be taken belongs to a dead instance: at start and at every COMMIT
 //! the living instances adopt such journals, deliver their lines and delete them (while still
