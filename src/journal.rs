@@ -3,7 +3,8 @@
 //! With transactions, rsyslog forgets the messages a program answered `DEFER_COMMIT` to if the
 //! program dies before `COMMIT`: after the restart it re-sends only the message it was writing
 //! and the ones after it. So before answering `DEFER_COMMIT` each line is appended to this
-//! process's journal file (`<dir>/journal-<pid>-<nanos>.jnl`, held under an exclusive `flock`
+//! process's journal file (`<dir>/journal-<pid>-<nanos>.jnl`, created as `.new` and renamed once
+//! locked, so an adopter never mistakes it for a dead one's; held under an exclusive `flock`
 //! for the life of the process). On COMMIT the batch is delivered and the journal truncated;
 //! when a COMMIT is answered with an error it is truncated too, because rsyslog then re-sends
 //! every message of the batch itself. A `BEGIN` without `COMMIT` (after an error reply to one
@@ -71,10 +72,19 @@ impl Journal {
     pub fn open(dir: &Path, max_bytes: u64, fsync: bool) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let path = dir.join(format!("journal-{}-{}.jnl", std::process::id(), nanos));
-        let file = OpenOptions::new().create_new(true).append(true).read(true).open(&path)?;
+        let name = format!("journal-{}-{}", std::process::id(), nanos);
+        // Created under a name adopters ignore and renamed once locked: otherwise another
+        // instance could take the new file for a dead one's between our create and our lock.
+        let new = dir.join(format!("{name}.new"));
+        let path = dir.join(format!("{name}.jnl"));
+        let file = OpenOptions::new().create_new(true).append(true).read(true).open(&new)?;
         if !try_lock(&file)? {
-            return Err(io::Error::other(format!("cannot lock new journal {}", path.display())));
+            let _ = fs::remove_file(&new);
+            return Err(io::Error::other(format!("cannot lock new journal {}", new.display())));
+        }
+        if let Err(e) = fs::rename(&new, &path) {
+            let _ = fs::remove_file(&new);
+            return Err(e);
         }
         Ok(Journal { path, file, size: 0, max_bytes, fsync })
     }
@@ -156,7 +166,18 @@ pub fn find_orphans(dir: &Path, own: Option<&Path>) -> Vec<Orphan> {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if Some(path.as_path()) == own || path.extension().and_then(|e| e.to_str()) != Some("jnl") {
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext == Some("new") {
+            // A journal being created, or left by an instance that died before it was named
+            // (it holds nothing then): remove it if nobody holds it.
+            if let Ok(file) = OpenOptions::new().read(true).open(&path) {
+                if matches!(try_lock(&file), Ok(true)) && file.metadata().is_ok_and(|m| m.len() == 0) {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+            continue;
+        }
+        if Some(path.as_path()) == own || ext != Some("jnl") {
             continue;
         }
         let Ok(file) = OpenOptions::new().read(true).open(&path) else {
@@ -214,5 +235,23 @@ mod tests {
         assert!(find_orphans(dir.path(), Some(live.path())).is_empty());
         orphans.pop().unwrap().remove().unwrap();
         assert!(find_orphans(dir.path(), None).is_empty(), "the live journal is locked by its owner");
+    }
+
+    #[test]
+    fn journals_are_named_only_once_locked_and_stale_new_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), 1 << 20, false).unwrap();
+        assert_eq!(j.path().extension().unwrap(), "jnl");
+        let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // A `.new` file left by an instance that died while creating its journal.
+        fs::write(dir.path().join("journal-7-7.new"), b"").unwrap();
+        assert!(find_orphans(dir.path(), None).is_empty(), "neither the live journal nor a .new file is adopted");
+        assert!(!dir.path().join("journal-7-7.new").exists(), "the stale .new file is removed");
+        // One being created right now (locked by its creator) stays.
+        let creating = fs::File::create(dir.path().join("journal-8-8.new")).unwrap();
+        assert!(try_lock(&creating).unwrap());
+        find_orphans(dir.path(), None);
+        assert!(dir.path().join("journal-8-8.new").exists());
     }
 }
