@@ -134,7 +134,7 @@ fn destination_down_then_back() {
     let dir = Dir::new("down");
     let mock = MockHttp::start();
     let action = Action::new("qab_hec", &hec_config(&dir, "hec", &mock), dir.path());
-    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], ""), "cluster_alpha");
+    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     // 20,000 events over about 5 s; the destination refuses connections for 5 s from the
     // first second on.
@@ -163,7 +163,7 @@ fn destination_answers_503_for_a_while() {
     let dir = Dir::new("503");
     let mock = MockHttp::start();
     let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, true, ""), dir.path());
-    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], ""), "cluster_alpha");
+    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(5_000));
     wait_sent(&feeder, 3_000);
@@ -185,7 +185,7 @@ fn elasticsearch_bulk_items_429_for_a_while() {
     let dir = Dir::new("429");
     let mock = MockHttp::start();
     let action = Action::new("qab_es", &es_config(&dir, "es", &mock), dir.path());
-    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], ""), "cluster_alpha");
+    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(5_000));
     wait_sent(&feeder, 3_000);
@@ -217,7 +217,7 @@ fn destination_slower_than_confirm_timeout_does_not_restart_the_program() {
     let dir = Dir::new("slow");
     let mock = MockHttp::start();
     let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, true, ""), dir.path()).confirm_timeout_ms(2_000);
-    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], ""), "cluster_alpha");
+    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(4_000));
     wait_sent(&feeder, 2_000);
@@ -269,7 +269,7 @@ fn sigkill_run(scenario: &str, journal: bool) -> KillRun {
     let dir = Dir::new(scenario);
     let mock = MockHttp::start();
     let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, journal, ""), dir.path());
-    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], ""), "cluster_alpha");
+    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
     let rpid = r.pid().expect("rsyslogd runs");
 
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(2_000));
@@ -367,7 +367,7 @@ fn restart_run(scenario: &str, journal: bool) -> Outcome {
     let mock = MockHttp::start();
     let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, journal, ""), dir.path());
     let stats = dir.join("impstats.json");
-    let body = rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], &impstats(&stats));
+    let body = rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), &impstats(&stats));
     let mut r = start_rsyslogd(&body, "cluster_alpha");
 
     let first = 5_000;
@@ -473,7 +473,7 @@ fn malformed_lines_go_to_the_dead_letter_file() {
         &format!("[destination]\ntype = \"file\"\npath = \"{}\"\n{}", events.display(), common_toml(dir.path(), true)),
     );
     let action = Action::new("qab_file", &cfg, dir.path());
-    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], &[action.clone()], ""), "cluster_alpha");
+    let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     // 1 % malformed: one bad line after every 100 good ones.
     let bad_count = N / 100;

@@ -217,7 +217,7 @@ impl Feeder {
     }
 
     pub fn is_done(&self) -> bool {
-        self.handle.as_ref().map_or(true, |h| h.is_finished())
+        !self.handle.as_ref().is_some_and(|h| !h.is_finished())
     }
 
     /// Waits for the last line to be written; returns the count.
@@ -266,7 +266,7 @@ pub fn broker_children(pid: u32) -> Vec<u32> {
 /// True if `pid` exists and is not a zombie.
 pub fn is_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(')').map_or(false, |(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
