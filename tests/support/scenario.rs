@@ -285,9 +285,18 @@ pub fn main_thread_reads(pid: u32) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("syscr:")).and_then(|v| v.trim().parse().ok())
 }
 
-/// Watches `pids` for up to `within`; returns the first one whose protocol thread read at least
-/// two lines within 3 ms (rsyslog is streaming a transaction's messages into it: it is
-/// mid-transaction), or `None`.
+/// Where the main thread of `pid` sleeps in the kernel (`/proc/<pid>/task/<pid>/wchan`), e.g.
+/// `anon_pipe_read` (or `pipe_read`) while it waits for its next line on stdin, `futex_...`
+/// while it waits for the delivery stage.
+pub fn main_thread_wchan(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).unwrap_or_default()
+}
+
+/// Watches `pids` for up to `within`; returns the first one caught in the middle of a
+/// transaction as seen from outside: its protocol thread read at least 8 lines in the last
+/// 3 ms (rsyslog is streaming a transaction's messages into it; a COMMIT and the next BEGIN are
+/// only 2) and is now waiting on stdin for the next one (not on the delivery stage, as in
+/// COMMIT). `None` if no such moment came.
 pub fn find_streaming(pids: &[u32], within: Duration) -> Option<u32> {
     let until = Instant::now() + within;
     let mut last: BTreeMap<u32, u64> = pids.iter().filter_map(|&p| main_thread_reads(p).map(|r| (p, r))).collect();
@@ -296,7 +305,7 @@ pub fn find_streaming(pids: &[u32], within: Duration) -> Option<u32> {
         for &p in pids {
             let Some(now) = main_thread_reads(p) else { continue };
             if let Some(before) = last.insert(p, now) {
-                if now >= before + 2 {
+                if now >= before + 8 && main_thread_wchan(p).contains("pipe_read") {
                     return Some(p);
                 }
             }
