@@ -548,7 +548,6 @@ fn one_destination_down_does_not_hold_up_the_other() {
     let dir = Dir::new("multi");
     let up = MockHttp::start();
     let down = MockHttp::start();
-    down.refuse_connections();
     let a = Action::new("qab_up", &ndjson_config(&dir, "up", &up, true, ""), dir.path());
     let b = Action::new("qab_down", &es_config(&dir, "down", &down), dir.path());
     let stats = dir.join("impstats.json");
@@ -564,6 +563,9 @@ fn one_destination_down_does_not_hold_up_the_other() {
         || std::fs::read_to_string(r.path("imtcp2.port")).ok()?.trim().parse().ok(),
         || r.diagnostics(),
     );
+    // Down before the first event (and after rsyslogd took its ports, so that none of them can
+    // be the one the destination listens on again later).
+    down.refuse_connections();
 
     // Cluster alpha sends events 0..10,000 on the first input, beta 10,000..20,000 on the second.
     let half = N / 2;
@@ -574,6 +576,9 @@ fn one_destination_down_does_not_hold_up_the_other() {
     fb.join();
     let logs = [a.output.as_path(), b.output.as_path()];
     let tally_up = wait_all(Duration::from_secs(60), 0..N, || up.accepted_records(), || context(&r, &logs, Some(&up)));
+    // No good event may be dead-lettered (a corrupted envelope would be: see UUID_ONCE).
+    let dead_up = dead_letters(&dir.join("dead-letter.ndjson"));
+    assert!(dead_up.is_empty(), "{} envelopes dead-lettered, first: {}", dead_up.len(), dead_up[0]);
     let up_secs = t0.elapsed().as_secs_f64();
     for rec in up.accepted_records() {
         let n = support::sender::event_number(&rec).unwrap();
@@ -596,6 +601,9 @@ fn one_destination_down_does_not_hold_up_the_other() {
     let tally_down = wait_all(Duration::from_secs(120), 0..N, || down.accepted_records(), || context(&r, &logs, Some(&down)));
     let catchup_secs = t1.elapsed().as_secs_f64();
     r.assert_running();
+    let dead_down = dead_letters(&dir.join("down").join("dead-letter.ndjson"));
+    assert!(dead_down.is_empty(), "{} envelopes dead-lettered, first: {}", dead_down.len(), dead_down[0]);
+    assert_eq!(down.es_unique_ids() as u64, N, "one document per event (distinct event ids)");
 
     // Each destination is owed every event: sent counts 2 x N deliveries.
     let mut both = Tally::default();
