@@ -381,6 +381,11 @@ impl Config {
         if self.input.max_line < 256 {
             return cfg_err("[input] max_line must be at least 256");
         }
+        if self.journal.max_bytes.is_some_and(|m| m < self.input.max_line as u64 + 2) {
+            // One line (at most max_line + 1 bytes and its newline) must always fit an empty
+            // journal, or that line could never be accepted.
+            return cfg_err(format!("[journal] max_bytes must be at least [input] max_line + 2 ({})", self.input.max_line + 2));
+        }
         Ok(())
     }
 }
@@ -468,6 +473,7 @@ mod tests {
             ("[destination]\ntype = \"syslog\"\naddress = \"h:514\"\nprotocol = \"sctp\"\n", "protocol"),
             ("[destination]\ntype = \"file\"\npath = \"/x\"\n[cluster]\nsource = \"fixed\"\n", "needs `name`"),
             ("[destination]\ntype = \"file\"\npath = \"/x\"\n[batch]\nmax_events = 0\n", "max_events"),
+            ("[destination]\ntype = \"file\"\npath = \"/x\"\n[journal]\nmax_bytes = 1000\n", "[journal] max_bytes must be at least"),
         ];
         for (text, want) in cases {
             let e = Config::parse(text).unwrap_err();

@@ -3,10 +3,14 @@
 //! With transactions, rsyslog forgets the messages a program answered `DEFER_COMMIT` to if the
 //! program dies before `COMMIT`: after the restart it re-sends only the message it was writing
 //! and the ones after it. So before answering `DEFER_COMMIT` each line is appended to this
-//! process's journal file (`<dir>/journal-<pid>-<nanos>.jnl`, held under an exclusive `flock`
+//! process's journal file (`<dir>/journal-<pid>-<nanos>.jnl`, created as `.new` and renamed once
+//! locked, so an adopter never mistakes it for a dead one's; held under an exclusive `flock`
 //! for the life of the process). On COMMIT the batch is delivered and the journal truncated;
-//! when a COMMIT is answered with an error, or a transaction is rolled back, it is truncated
-//! too, because rsyslog re-sends those messages itself.
+//! when a COMMIT is answered with an error it is truncated too, because rsyslog then re-sends
+//! every message of the batch itself. A `BEGIN` without `COMMIT` (after an error reply to one
+//! message) keeps it: rsyslog re-sends only that message and the ones after it. A transaction
+//! that outgrows `max_bytes` is delivered early and the journal truncated; if that delivery
+//! fails the program exits and leaves the journal to be adopted.
 //!
 //! A journal whose lock can be taken belongs to a dead instance: at start and at every COMMIT
 //! the living instances adopt such journals, deliver their lines and delete them (while still
@@ -164,7 +168,23 @@ pub fn find_orphans(dir: &Path, own: Option<&Path>) -> Vec<Orphan> {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if Some(path.as_path()) == own || path.extension().and_then(|e| e.to_str()) != Some("jnl") {
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext == Some("new") {
+            // A journal being created, or left by an instance that died before it was named
+            // (it holds nothing then). Its creator locks it right after creating it, so only an
+            // old, empty, unlocked one is stale: a young one may be between create and lock.
+            let stale_age = std::time::Duration::from_secs(60);
+            if let Ok(file) = OpenOptions::new().read(true).open(&path) {
+                let old_and_empty = file.metadata().is_ok_and(|m| {
+                    m.len() == 0 && m.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > stale_age)
+                });
+                if old_and_empty && matches!(try_lock(&file), Ok(true)) {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+            continue;
+        }
+        if Some(path.as_path()) == own || ext != Some("jnl") {
             continue;
         }
         let Ok(file) = OpenOptions::new().read(true).open(&path) else {
@@ -255,5 +275,28 @@ mod tests {
         assert!(find_orphans(dir.path(), Some(live.path())).is_empty());
         orphans.pop().unwrap().remove().unwrap();
         assert!(find_orphans(dir.path(), None).is_empty(), "the live journal is locked by its owner");
+    }
+
+    #[test]
+    fn journals_are_named_only_once_locked_and_stale_new_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), 1 << 20, false).unwrap();
+        assert_eq!(j.path().extension().unwrap(), "jnl");
+        let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // A `.new` file left long ago by an instance that died while creating its journal.
+        let stale = fs::File::create(dir.path().join("journal-7-7.new")).unwrap();
+        stale.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).unwrap();
+        drop(stale);
+        // A young one whose creator has not locked it yet must stay.
+        fs::write(dir.path().join("journal-9-9.new"), b"").unwrap();
+        assert!(find_orphans(dir.path(), None).is_empty(), "neither the live journal nor a .new file is adopted");
+        assert!(!dir.path().join("journal-7-7.new").exists(), "the stale .new file is removed");
+        assert!(dir.path().join("journal-9-9.new").exists(), "a young .new file is left to its creator");
+        // One being created right now (locked by its creator) stays.
+        let creating = fs::File::create(dir.path().join("journal-8-8.new")).unwrap();
+        assert!(try_lock(&creating).unwrap());
+        find_orphans(dir.path(), None);
+        assert!(dir.path().join("journal-8-8.new").exists());
     }
 }

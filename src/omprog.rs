@@ -7,7 +7,9 @@
 //! * `BEGIN TRANSACTION` -> `OK`; each message -> `DEFER_COMMIT` once it is in the journal;
 //!   `COMMIT TRANSACTION` -> `OK` only after every event of the transaction was delivered (or
 //!   dead-lettered), else `ERROR destination unavailable: ...` so rsyslog retries the batch;
-//! * a `BEGIN` while a transaction is open rolls the open one back (rsyslog re-sends it);
+//! * a `BEGIN` while a transaction is open continues it: rsyslog never re-sends the messages
+//!   already answered `DEFER_COMMIT` (rsyslog issue #2420), so they are delivered at the next COMMIT;
+//! * a transaction that outgrows the journal is delivered early, in the middle of the transaction;
 //! * without transactions, one `OK` per message after its delivery;
 //! * keep-alive dots (`.`) while a delivery is slow, so `confirmTimeout` never kills us mid-way.
 //!
@@ -34,7 +36,7 @@ use crate::deadletter::{DeadLetter, Kind};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::input::{ClusterSource, Parsed, Parser, ParserOptions};
-use crate::journal::{find_orphans, Journal, DEFAULT_MAX_BYTES};
+use crate::journal::{find_orphans, AppendError, Journal, DEFAULT_MAX_BYTES};
 use crate::sink::{Encoder, Sink};
 use crate::stats::Stats;
 
@@ -117,6 +119,13 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let Setup { sink, encoder, journal, shared } = setup;
+    // One line per program start: the pid in the log prefix tells operators (and the
+    // reliability tests) when rsyslog started or restarted an instance.
+    log::info!(
+        "started: destination {}, journal {}",
+        shared.cfg.name(),
+        journal.as_ref().map_or_else(|| "off".to_string(), |j| j.path().display().to_string())
+    );
     install_signals(&shared);
     let stdin = io::stdin();
     let stdout = io::stdout();
@@ -257,14 +266,17 @@ fn serve<R: io::BufRead, W: Write>(
             }
             if line == BEGIN {
                 if in_tx {
-                    // rsyslog starts over after an error reply: roll back what is open
-                    // (rsyslog re-sends it, so the unparsed lines are simply dropped).
-                    chunk.clear();
-                    send_work(&work_tx, Work::Rollback { tx }, out, keepalive_every, hung_up)?;
-                    clear_journal(&mut journal);
+                    // rsyslog sends BEGIN without COMMIT after an error reply to a message (or
+                    // after our death): it then re-sends only that message and the ones after
+                    // it, never the ones we already answered DEFER_COMMIT (runtime/action.c
+                    // doTransaction, `--i`; rsyslog issue #2420). So what is open stays open:
+                    // it is delivered with the next COMMIT, and stays in the journal until then.
+                    log::info!("BEGIN inside transaction {tx}: its accepted lines stay in it (rsyslog does not re-send them)");
+                } else {
+                    tx += 1;
                 }
-                tx += 1;
                 in_tx = true;
+                // The line that got the error reply was not kept; rsyslog re-sends it.
                 tx_error = None;
                 reply(out, b"OK")?;
             } else if line == COMMIT {
@@ -296,17 +308,34 @@ fn serve<R: io::BufRead, W: Write>(
                 let start = chunk.len();
                 chunk.extend_from_slice(&line);
                 chunk.push(b'\n');
-                if let Some(j) = journal.as_mut() {
-                    if let Err(e) = j.append(&chunk[start..]) {
-                        chunk.truncate(start);
-                        let msg = e.to_string();
-                        log::error!("{msg}");
-                        if in_tx {
-                            tx_error = Some(msg.clone());
-                        }
-                        reply(out, &error_reply(&msg))?;
-                        continue;
+                let mut line_start = start;
+                let mut appended = journal.as_mut().map_or(Ok(()), |j| j.append(&chunk[start..]));
+                if matches!(appended, Err(AppendError::Full { .. })) && in_tx && journal.as_ref().is_some_and(|j| !j.is_empty()) {
+                    // The transaction outgrew the journal: deliver what it holds now, as if
+                    // committed, and go on with an empty journal in the same rsyslog transaction.
+                    let this_line = chunk.split_off(start);
+                    log::warn!("journal full in the middle of transaction {tx}: delivering its accepted lines now");
+                    let outcome = commit(&work_tx, &done_rx, &mut chunk, tx, &mut journal, out, keepalive_every, hung_up, &shared)?;
+                    if let Err(e) = outcome {
+                        // Nothing is lost: the journal keeps the lines and is adopted once we
+                        // are gone; rsyslog restarts us and re-sends this line and the rest.
+                        return Err(io::Error::other(format!("journal full and its lines could not be delivered: {e}")));
                     }
+                    clear_journal(&mut journal);
+                    tx += 1;
+                    chunk = this_line;
+                    line_start = 0;
+                    appended = journal.as_mut().map_or(Ok(()), |j| j.append(&chunk));
+                }
+                if let Err(e) = appended {
+                    chunk.truncate(line_start);
+                    let msg = e.to_string();
+                    log::error!("{msg}");
+                    if in_tx {
+                        tx_error = Some(msg.clone());
+                    }
+                    reply(out, &error_reply(&msg))?;
+                    continue;
                 }
                 if standalone {
                     let outcome = commit(&work_tx, &done_rx, &mut chunk, tx, &mut journal, out, keepalive_every, hung_up, &shared)?;
@@ -730,6 +759,93 @@ mod tests {
         assert!(r.starts_with(b"ERROR bad thing "));
         assert!(!r.contains(&b'\n') && !r.contains(&b'\r'));
         assert!(r.len() < 1000);
+    }
+
+    /// A good audit line of about 200 bytes.
+    fn line(n: u32) -> String {
+        let dir = "d".repeat(80);
+        format!("<134>Jun  6 14:52:28 q-node-1 qumulo 10.0.0.1,\"AD\\alice\",smb2,fs_write_data,ok,{n},\"/share/{dir}/file-{n}.txt\",\"\"")
+    }
+
+    /// Runs `input` through the protocol with a file destination; returns (exit code, replies
+    /// without keep-alive dots, delivered file ids, journal files left).
+    fn drive(journal_toml: &str, input: &[String]) -> (i32, Vec<String>, Vec<String>, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("events.ndjson");
+        let text = format!(
+            "[destination]\ntype = \"file\"\npath = \"{}\"\n[input]\nmax_line = 256\n[journal]\ndir = \"{}\"\n{journal_toml}[stats]\ninterval_secs = 0\n",
+            out_path.display(),
+            dir.path().join("journal").display()
+        );
+        drive_config(&text, dir.path(), &out_path, input)
+    }
+
+    fn drive_config(text: &str, dir: &std::path::Path, out_path: &std::path::Path, input: &[String]) -> (i32, Vec<String>, Vec<String>, Vec<Vec<u8>>) {
+        let mut cfg = Config::parse(text).unwrap();
+        cfg.source_path = dir.join("t.toml");
+        let mut bytes = Vec::new();
+        for l in input {
+            bytes.extend_from_slice(l.as_bytes());
+            bytes.push(b'\n');
+        }
+        let mut output = Vec::new();
+        let code = run_on(cfg, std::io::Cursor::new(bytes), &mut output).unwrap();
+        // Keep-alive dots after the last reply (no newline yet) are not a reply.
+        let text = String::from_utf8(output).unwrap();
+        let replies = text.split_inclusive('\n').filter(|l| l.ends_with('\n')).map(|l| l.trim_end().trim_start_matches('.').to_string()).collect();
+        let delivered = std::fs::read_to_string(out_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["file_id"].as_str().unwrap().to_string())
+            .collect();
+        let journals = std::fs::read_dir(dir.join("journal"))
+            .map(|d| d.flatten().map(|e| std::fs::read(e.path()).unwrap()).collect())
+            .unwrap_or_default();
+        (code, replies, delivered, journals)
+    }
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn begin_without_commit_keeps_the_accepted_lines() {
+        // rsyslog (runtime/action.c doTransaction) re-sends after an error reply or a death
+        // only the failed message and those after it: lines 1 and 2 come only once.
+        let input = vec!["BEGIN TRANSACTION".into(), line(1), line(2), "BEGIN TRANSACTION".into(), line(3), "COMMIT TRANSACTION".into()];
+        let (code, replies, delivered, journals) = drive("", &input);
+        assert_eq!(code, 0);
+        assert_eq!(replies, strs(&["OK", "OK", "DEFER_COMMIT", "DEFER_COMMIT", "OK", "DEFER_COMMIT", "OK"]));
+        assert_eq!(delivered, strs(&["1", "2", "3"]));
+        assert!(journals.is_empty(), "the journal is removed at a clean exit");
+    }
+
+    #[test]
+    fn a_full_journal_delivers_early_and_the_transaction_goes_on() {
+        // max_bytes = max_line + 2 holds one line of this size at a time.
+        let input: Vec<String> =
+            std::iter::once("BEGIN TRANSACTION".to_string()).chain((1..=5).map(line)).chain(["COMMIT TRANSACTION".to_string()]).collect();
+        let (code, replies, delivered, _) = drive("max_bytes = 258\n", &input);
+        assert_eq!(code, 0);
+        assert_eq!(replies, strs(&["OK", "OK", "DEFER_COMMIT", "DEFER_COMMIT", "DEFER_COMMIT", "DEFER_COMMIT", "DEFER_COMMIT", "OK"]));
+        assert_eq!(delivered, strs(&["1", "2", "3", "4", "5"]));
+    }
+
+    #[test]
+    fn a_full_journal_that_cannot_be_delivered_is_kept_for_adoption() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let text = format!(
+            "[destination]\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/x\"\n[journal]\ndir = \"{}\"\nmax_bytes = 258\n\
+             [input]\nmax_line = 256\n[retry]\ninitial_backoff_ms = 50\nmax_elapsed_secs = 1\nkeepalive_ms = 100\n[stats]\ninterval_secs = 0\n",
+            dir.path().join("journal").display()
+        );
+        let input = vec!["BEGIN TRANSACTION".into(), line(1), line(2), line(3), "COMMIT TRANSACTION".into()];
+        let (code, replies, _, journals) = drive_config(&text, dir.path(), &dir.path().join("none"), &input);
+        assert_eq!(code, 1, "exits so that rsyslog restarts it and the journal is adopted");
+        assert_eq!(replies, strs(&["OK", "OK", "DEFER_COMMIT"]), "line 2 is not acknowledged");
+        assert_eq!(journals.len(), 1);
+        assert_eq!(journals[0], format!("{}\n", line(1)).into_bytes(), "the accepted line stays journaled");
     }
 
     #[test]

@@ -45,10 +45,12 @@ fn model(steps: &[Step]) -> (Vec<String>, Vec<u32>, usize) {
     for s in steps {
         match s {
             Step::Begin => {
-                // An open transaction is rolled back: rsyslog re-sends it, so nothing of it is
-                // delivered or dead-lettered.
-                open = Some(Vec::new());
-                open_bad = 0;
+                // A BEGIN without COMMIT continues the open transaction: rsyslog never re-sends
+                // the messages already answered DEFER_COMMIT (runtime/action.c doTransaction,
+                // rsyslog issue #2420), so they are delivered with the next COMMIT.
+                if open.is_none() {
+                    open = Some(Vec::new());
+                }
                 replies.push("OK".into());
             }
             Step::Commit => {

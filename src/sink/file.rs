@@ -2,7 +2,11 @@
 //!
 //! Several program instances may append to the same file (rsyslog runs one per action worker),
 //! so the file is opened with `O_APPEND` and each batch is written under an exclusive `flock`,
-//! which keeps batches from interleaving. SIGHUP reopens the file (after logrotate moved it).
+//! which keeps batches from interleaving. An instance killed in the middle of a write (SIGKILL
+//! can cut a `write(2)` to a regular file short) or a full disk can leave a partial last
+//! record; the next batch then starts on a new line instead of gluing its first record to it
+//! (the cut batch is delivered again whole, from rsyslog or the journal). SIGHUP reopens the
+//! file (after logrotate moved it).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -26,7 +30,24 @@ fn open_append(path: &PathBuf) -> std::io::Result<File> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new().create(true).append(true).read(true).open(path)
+}
+
+/// Under the lock: if the file does not end with a newline, ends the partial record there.
+fn end_partial_record(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, meta.len() - 1)?;
+    if last[0] != b'\n' {
+        log::warn!("the destination file ends with a partial record (an earlier write was cut short); starting a new line");
+        let mut f: &File = file;
+        f.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Holds an exclusive `flock` on a file until dropped.
@@ -83,6 +104,7 @@ impl FileSink {
         let body = batch.body(which, &mut self.scratch);
         let result = (|| {
             let _lock = FlockGuard::lock(file)?;
+            end_partial_record(file)?;
             let mut f: &File = file;
             f.write_all(body)?;
             if self.fsync {
@@ -104,5 +126,33 @@ impl FileSink {
         open_append(&self.path)
             .map(|_| format!("{} is writable", self.path.display()))
             .map_err(|e| format!("cannot open {} for appending: {e}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(records: &[&str]) -> Batch {
+        let mut b = Batch::default();
+        for r in records {
+            let st = b.begin_record();
+            b.buf.extend_from_slice(r.as_bytes());
+            b.end_record(st);
+        }
+        b
+    }
+
+    #[test]
+    fn a_cut_record_is_ended_before_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let cfg = Config::parse(&format!("[destination]\ntype = \"file\"\npath = \"{}\"\nfsync = false\n", path.display())).unwrap();
+        let mut sink = FileSink::new(&cfg).unwrap();
+        assert_eq!(sink.deliver(&batch(&["{\"a\":1}\n"]), &[0]), Attempt::ok());
+        // Another instance was killed in the middle of its write.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"b\":").unwrap();
+        assert_eq!(sink.deliver(&batch(&["{\"c\":3}\n", "{\"d\":4}\n"]), &[0, 1]), Attempt::ok());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":4}\n");
     }
 }

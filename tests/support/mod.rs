@@ -9,11 +9,14 @@
 //! - [`syslog_rx`]: syslog receivers (TCP with octet-counted or newline framing, UDP) and a real
 //!   rsyslogd receiver writing to a file.
 //! - [`omprog_driver`]: drives a program exactly as rsyslog's omprog does and checks its replies.
+//! - [`scenario`]: building blocks of the zero-loss scenarios (shipped omprog action, paced
+//!   sender, omprog children to SIGKILL, program starts, impstats queue figures, result lines).
 #![allow(dead_code)]
 
 pub mod http;
 pub mod omprog_driver;
 pub mod rsyslog;
+pub mod scenario;
 pub mod sender;
 pub mod syslog_rx;
 
