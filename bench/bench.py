@@ -370,8 +370,8 @@ def bench_startup(reps=20):
 
 # ---------------------------------------------------------------- profile
 
-def bench_profile():
-    if not shutil.which("valgrind") or QUICK:
+def bench_profile(force=False):
+    if not shutil.which("valgrind") or (QUICK and not force):
         return None
     out = {}
     for kind in ("csv", "json"):
@@ -390,13 +390,14 @@ def bench_profile():
             mm = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*)", line)
             if mm and "PROGRAM TOTALS" not in line:
                 name = mm.group(3)
-                name = re.sub(r"^\S+:", "", name, count=1) if name.startswith(("/", "???")) else name
+                name = re.sub(r"^(\?\?\?|\S*\.[A-Za-z]+):", "", name, count=1)
                 name = re.sub(r" \[[^\]]*\]$", "", name)
                 top.append((int(mm.group(1).replace(",", "")), float(mm.group(2)), name[:110]))
             if len(top) >= 15:
                 break
         out[kind] = dict(lines=n, instructions=total, per_event=total / n, top=top)
-        log(f"callgrind {kind}: {total / n:,.0f} instructions per event")
+        log(f"callgrind {kind}: {total / n:,.0f} instructions per event; top: " +
+            "; ".join(f"{name.split('::')[-1][:40]} {ir / n:,.0f}" for ir, _, name in top[:8]))
     return out
 
 
@@ -412,6 +413,9 @@ def machine():
 
 def main():
     os.makedirs(RESULTS, exist_ok=True)
+    if os.environ.get("PROFILE_ONLY") == "1":  # bench/run.sh profile: callgrind only, no files rewritten
+        json.dump(bench_profile(force=True), open(os.path.join(RESULTS, "profile.json"), "w"), indent=1)
+        return
     t0 = time.monotonic()
     R = dict(machine=machine(), quick=QUICK, command=os.environ.get("BENCH_COMMAND", "bench/run.sh"),
              n_convert=N_CONVERT, n_e2e=N_E2E, n_small=N_SMALL)

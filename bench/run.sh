@@ -3,6 +3,7 @@
 #
 #   bench/run.sh            # full run (~10 min on a 2-core machine): writes BENCHMARKS.md and bench/throughput.png
 #   QUICK=1 bench/run.sh    # smoke run (~2 min), smaller inputs; writes the same files, marked QUICK
+#   bench/run.sh profile    # only the callgrind profile (instructions per event), prints, writes nothing tracked
 #   KEEP=1 bench/run.sh     # keep each end-to-end run's temp dir (rsyslog.conf, logs, outputs)
 #
 # Needs: cargo, gcc, python3 (stdlib only), rsyslogd (imtcp, omprog), taskset; valgrind for the
@@ -22,4 +23,5 @@ export QAB_BIN="$PWD/target/release/qumulo-audit-broker"
 export ACK_BIN="$PWD/bench/build/ack"
 export HTTPSINK_BIN="$PWD/bench/build/httpsink"
 export BENCH_COMMAND="${QUICK:+QUICK=1 }bench/run.sh"
+if [ "${1:-}" = profile ]; then export PROFILE_ONLY=1; fi
 exec python3 bench/bench.py
