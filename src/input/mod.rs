@@ -102,6 +102,9 @@ pub struct Parser {
     lines_since_now: u32,
     /// Set by [`Parser::set_now`]: "now" is fixed and never refreshed from the clock.
     now_pinned: bool,
+    /// Reused buffer for the id hash input (cluster, NUL, line): one-shot xxh3 over a
+    /// contiguous buffer is much cheaper than the streaming hasher for lines this short.
+    hash_input: Vec<u8>,
 }
 
 impl Parser {
@@ -114,6 +117,7 @@ impl Parser {
             now: Timestamp::now(),
             lines_since_now: 0,
             now_pinned: false,
+            hash_input: Vec::with_capacity(1024),
         }
     }
 
@@ -170,11 +174,12 @@ impl Parser {
         match meta.uuid {
             Some(uuid) if !uuid.is_empty() => ev.id.push_str(&uuid),
             _ => {
-                let mut h = xxhash_rust::xxh3::Xxh3::new();
-                h.update(ev.cluster.as_bytes());
-                h.update(&[0]);
-                h.update(line);
-                write_hex128(&mut ev.id, h.digest128());
+                let buf = &mut self.hash_input;
+                buf.clear();
+                buf.extend_from_slice(ev.cluster.as_bytes());
+                buf.push(0);
+                buf.extend_from_slice(line);
+                write_hex128(&mut ev.id, xxh3_128(buf));
             }
         }
         self.classifier.classify(ev);
@@ -416,6 +421,13 @@ mod tests {
         let export = format!(r#"{{"timestamp": 253402300799999, "message": "{msg}"}}"#);
         p.parse(export.as_bytes(), &mut ev).unwrap();
         assert_eq!(ev.time.unwrap().to_rfc3339(), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn hex128_is_big_endian_lowercase() {
+        let mut s = String::new();
+        write_hex128(&mut s, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(s, "0123456789abcdeffedcba9876543210");
     }
 
     #[test]
