@@ -3,7 +3,8 @@
 //! with the node's name after the IP (nine fields).
 //!
 //! Quoting is real CSV (RFC 4180: `""` inside quotes; commas, backslashes and any unicode inside
-//! quoted fields), handled by one reused `csv_core::Reader` that unescapes into a reused buffer.
+//! quoted fields). Plain lines are split in place (fields are slices of the line); anything else
+//! goes through one reused `csv_core::Reader` that unescapes into a reused buffer.
 
 use csv_core::{ReadRecordResult, Reader};
 
@@ -15,80 +16,56 @@ const MAX_FIELDS: usize = 16;
 pub struct CsvParser {
     reader: Reader,
     out: Vec<u8>,
+    /// Field `i` is `starts[i]..ends[i]` of the text the last split produced (the body itself
+    /// on the fast path, the unescaped `out` buffer on csv_core's).
+    starts: [usize; MAX_FIELDS],
     ends: [usize; MAX_FIELDS],
 }
 
 impl Default for CsvParser {
     fn default() -> Self {
-        CsvParser { reader: Reader::new(), out: Vec::with_capacity(1024), ends: [0; MAX_FIELDS] }
+        CsvParser { reader: Reader::new(), out: Vec::with_capacity(1024), starts: [0; MAX_FIELDS], ends: [0; MAX_FIELDS] }
     }
 }
 
 impl CsvParser {
-    /// Splits `body` into fields; returns how many. Fields are `self.field(i)`.
-    fn split(&mut self, body: &[u8]) -> Result<usize, String> {
-        // Unescaped output is never longer than the input.
-        if self.out.len() < body.len() + 1 {
-            self.out.resize(body.len() + 1, 0);
-        }
-        if let Some(n) = self.split_plain(body) {
-            return Ok(n);
-        }
-        self.split_csv_core(body)
-    }
-
     /// The fast path for the lines Qumulo writes: every field either holds no `"` at all, or is
-    /// wholly quoted (`"..."`, with `""` for a quote inside) and followed by `,` or the end; at
-    /// most [`MAX_FIELDS`] fields; no line break. For such input the result is exactly what
-    /// csv_core produces (a test checks both on random input). Anything else returns `None`
-    /// and goes through csv_core, which also words the errors.
+    /// wholly quoted (`"..."`) without a doubled `""` inside and followed by `,` or the end; at
+    /// most [`MAX_FIELDS`] fields; no line break. Such fields are plain slices of `body`, so
+    /// nothing is copied or unescaped, and they are exactly the fields csv_core produces (a
+    /// test checks both on random input). Anything else returns `None` and goes through
+    /// csv_core, which also words the errors.
     fn split_plain(&mut self, body: &[u8]) -> Option<usize> {
         if body.is_empty() || memchr::memchr2(b'\n', b'\r', body).is_some() {
             return None;
         }
-        let out = &mut self.out[..];
-        let (mut i, mut o, mut n) = (0usize, 0usize, 0usize);
+        let (mut i, mut n) = (0usize, 0usize);
         loop {
             if n == MAX_FIELDS {
                 return None;
             }
             if body.get(i) == Some(&b'"') {
-                i += 1;
-                loop {
-                    let q = i + memchr::memchr(b'"', &body[i..])?;
-                    out[o..o + (q - i)].copy_from_slice(&body[i..q]);
-                    o += q - i;
-                    i = q + 1;
-                    if body.get(i) == Some(&b'"') {
-                        out[o] = b'"';
-                        o += 1;
-                        i += 1;
-                    } else {
-                        break;
-                    }
-                }
-                self.ends[n] = o;
+                let q = i + 1 + memchr::memchr(b'"', &body[i + 1..])?;
+                self.starts[n] = i + 1;
+                self.ends[n] = q;
                 n += 1;
-                match body.get(i) {
+                match body.get(q + 1) {
                     None => return Some(n),
-                    Some(b',') => i += 1,
-                    Some(_) => return None,
+                    Some(b',') => i = q + 2,
+                    Some(_) => return None, // a doubled quote, or text after the closing quote
                 }
             } else {
                 let rest = &body[i..];
+                self.starts[n] = i;
                 match memchr::memchr2(b',', b'"', rest) {
                     Some(j) if rest[j] == b'"' => return None,
                     Some(j) => {
-                        out[o..o + j].copy_from_slice(&rest[..j]);
-                        o += j;
-                        self.ends[n] = o;
+                        self.ends[n] = i + j;
                         n += 1;
                         i += j + 1;
                     }
                     None => {
-                        out[o..o + rest.len()].copy_from_slice(rest);
-                        o += rest.len();
-                        self.ends[n] = o;
+                        self.ends[n] = body.len();
                         return Some(n + 1);
                     }
                 }
@@ -96,9 +73,13 @@ impl CsvParser {
         }
     }
 
-    /// The general path: csv_core's RFC 4180 reader.
+    /// The general path: csv_core's RFC 4180 reader, unescaping into `out`.
     fn split_csv_core(&mut self, body: &[u8]) -> Result<usize, String> {
         self.reader.reset();
+        // Unescaped output is never longer than the input.
+        if self.out.len() < body.len() + 1 {
+            self.out.resize(body.len() + 1, 0);
+        }
         // csv_core writes `ends` as positions in one contiguous row buffer, across calls.
         let mut input = body;
         let mut out_pos = 0;
@@ -109,31 +90,38 @@ impl CsvParser {
             input = &input[nin..];
             out_pos += nout;
             nfields += nend;
-            match res {
+            let done = match res {
                 // An empty input tells csv_core the data ended, which terminates the last field.
                 ReadRecordResult::InputEmpty => continue,
                 ReadRecordResult::Record => {
                     if !input.iter().all(|&b| b == b'\n' || b == b'\r') {
                         return Err("CSV body holds more than one record (embedded newline)".into());
                     }
-                    return Ok(nfields);
+                    nfields
                 }
-                ReadRecordResult::End => return Ok(nfields),
+                ReadRecordResult::End => nfields,
                 ReadRecordResult::OutputFull => return Err("CSV output buffer exhausted".into()),
                 ReadRecordResult::OutputEndsFull => return Err(format!("more than {MAX_FIELDS} CSV fields")),
+            };
+            for i in 0..done {
+                self.starts[i] = if i == 0 { 0 } else { self.ends[i - 1] };
             }
+            return Ok(done);
         }
     }
 
-    /// Field `i` of the record in `text` (the validated output buffer).
+    /// Field `i` of the record in `text` (the body, or the validated output buffer).
     fn field<'t>(&self, text: &'t str, i: usize) -> &'t str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        text.get(start..self.ends[i]).unwrap_or("")
+        text.get(self.starts[i]..self.ends[i]).unwrap_or("")
     }
 
     /// Parses a CSV body into `ev`.
     pub fn parse(&mut self, body: &str, ev: &mut Event) -> Result<(), String> {
-        let n = self.split(body.as_bytes())?;
+        if let Some(n) = self.split_plain(body.as_bytes()) {
+            // Fields are slices of `body` cut at ASCII bytes: valid UTF-8 already.
+            return self.fill(body, n, ev);
+        }
+        let n = self.split_csv_core(body.as_bytes())?;
         // Valid UTF-8 in, only ASCII quotes removed: the unescaped fields are valid UTF-8 and
         // field boundaries are character boundaries. Checked once for the whole record.
         let used = if n == 0 { 0 } else { self.ends[n - 1] };
@@ -229,32 +217,31 @@ mod tests {
     /// path accepts the usual Qumulo lines.
     #[test]
     fn fast_path_matches_csv_core() {
-        fn fields(p: &CsvParser, n: usize) -> Vec<Vec<u8>> {
-            (0..n).map(|i| p.out[if i == 0 { 0 } else { p.ends[i - 1] }..p.ends[i]].to_vec()).collect()
+        fn fields(p: &CsvParser, text: &[u8], n: usize) -> Vec<Vec<u8>> {
+            (0..n).map(|i| text[p.starts[i]..p.ends[i]].to_vec()).collect()
         }
         let mut fast = CsvParser::default();
         let mut slow = CsvParser::default();
         let mut check = |body: &[u8]| -> bool {
-            if fast.out.len() < body.len() + 1 {
-                fast.out.resize(body.len() + 1, 0);
-                slow.out.resize(body.len() + 1, 0);
-            }
             let Some(n) = fast.split_plain(body) else { return false };
             let m = slow.split_csv_core(body).expect("csv_core accepts what the fast path accepts");
             assert_eq!(n, m, "field count for {:?}", String::from_utf8_lossy(body));
-            assert_eq!(fields(&fast, n), fields(&slow, m), "fields of {:?}", String::from_utf8_lossy(body));
+            assert_eq!(fields(&fast, body, n), fields(&slow, &slow.out, m), "fields of {:?}", String::from_utf8_lossy(body));
             true
         };
         for body in [
-            r#"10.1.1.1,"AD\alice",smb2,fs_rename,ok,12,"/a, ""b""\c.txt","/x,y""z""""#,
+            r#"10.1.1.1,"AD\alice",smb2,fs_rename,ok,12,"/a, b\c.txt","/x,y""#,
             r#"203.0.113.0,"system",internal,remote_syslog_startup,ok,,"","""#,
             r#"10.1.1.1,node-2,"bob",nfs3,fs_read_data,ok,7,"/f","""#,
-            "a,", ",", "a", "\"\"", "\"\",", ",,,", "\"a\"\"\"", "é,\"ü\"",
+            "a,", ",", "a", "\"\"", "\"\",", ",,,", "\"a\"", "é,\"ü\"",
         ] {
             assert!(check(body.as_bytes()), "fast path refused {body:?}");
         }
+        for body in [r#"1,"a ""q"" b",3"#, r#"a"b,c"#, r#" "a",b"#, r#""a"b,c"#, r#""open"#, "a\nb", ""] {
+            assert!(!check(body.as_bytes()), "fast path took {body:?}");
+        }
         // Random bodies over the bytes that matter; xorshift so the test is deterministic.
-        let alphabet: &[&[u8]] = &[b"a", b",", b"\"", b"\"\"", b" ", b"\\", "é".as_bytes(), b"\n", b"\r", b"x,"];
+        let alphabet: &[&[u8]] = &[b"a", b",", b"\"", b"\"\"", b" ", b"\\", "é".as_bytes(), b"\n", b"\r", b"x,", b",\"", b"\","];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut accepted = 0;
         for _ in 0..200_000 {
@@ -273,6 +260,17 @@ mod tests {
             }
         }
         assert!(accepted > 10_000, "only {accepted} random bodies took the fast path");
+    }
+
+    /// Both paths fill the same event (doubled quotes take csv_core's path).
+    #[test]
+    fn doubled_quotes_still_unescape() {
+        let ev = parse(r#"10.1.1.1,"AD\alice",smb2,fs_rename,ok,12,"/a ""b"".txt","/c.txt""#).unwrap();
+        assert_eq!(ev.path, "/a \"b\".txt");
+        assert_eq!(ev.target_path, "/c.txt");
+        let ev = parse(r#"10.1.1.1,"AD\alice",smb2,fs_rename,ok,12,"/a b.txt","/c.txt""#).unwrap();
+        assert_eq!(ev.path, "/a b.txt");
+        assert_eq!(ev.user.name, "AD\\alice");
     }
 
     #[test]
