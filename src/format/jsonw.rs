@@ -19,7 +19,7 @@ const fn escape_table() -> [bool; 256] {
     t[b'\\' as usize] = true;
     t
 }
-static NEEDS_ESCAPE: [bool; 256] = escape_table();
+pub(crate) static NEEDS_ESCAPE: [bool; 256] = escape_table();
 
 /// Appends `s` as a JSON string literal (quotes included). Runs of plain bytes are copied
 /// whole; escaping follows RFC 8259 (short escapes where they exist, `\u00XX` otherwise).
@@ -99,7 +99,7 @@ fn write_str_escaping(out: &mut Vec<u8>, bytes: &[u8]) {
 /// True if any byte of `w` is below 0x20, a `"` or a `\\`. Exact for the word as a whole
 /// (the per-byte flags of the zero-byte trick may be wrong above a true hit, never the answer).
 #[inline]
-fn word_needs_escape(w: u64) -> bool {
+pub(crate) fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
