@@ -3,6 +3,8 @@
 
   gen.py csv  N FILE    # RSYSLOG_TraditionalFileFormat header + CSV body   (as rsyslog's omfile writes it)
   gen.py json N FILE    # RSYSLOG_FileFormat (RFC 3339) header + JSON body
+  gen.py envelope N FILE  # what omprog hands our binary: the qab_envelope JSON rsyslog renders
+                        # around a wire line (CSV and JSON bodies alternating)
   gen.py wire N FILE    # what Qumulo sends over TCP: <134>Jun  6 ... q-node-1 qumulo <body>,
                         # CSV and JSON bodies alternating (for the end-to-end runs)
 
@@ -79,6 +81,11 @@ def json_body(e):
     return json.dumps(obj)  # Qumulo writes ", " and ": " separators, like json.dumps' default
 
 
+def rsyslog_json(s):
+    """rsyslog's :::json escaping: like JSON, and '/' is escaped too."""
+    return json.dumps(s, ensure_ascii=False)[1:-1].replace("/", "\\/")
+
+
 def trad_time(secs):
     return f"Jun  6 {secs // 3600 % 24:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
 
@@ -95,6 +102,13 @@ def main():
                 s = e["secs"]
                 w(f"2024-06-06T{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{(e['n'] * 4513) % 1000000:06d}+00:00 "
                   f"{node} qumulo {json_body(e)}\n")
+            elif kind == "envelope":
+                body = csv_body(e) if e["n"] % 2 == 0 else json_body(e)
+                s = e["secs"]
+                uuid = f"{(e['n'] * 2654435761) % (1 << 64):016X}{e['n']:016X}"
+                w(f'{{"v":1,"cluster":"prod","fromhost_ip":"10.1.0.{1 + e["n"] % 4}","hostname":"{node}",'
+                  f'"time":"2024-06-06T{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}+00:00","uuid":"{uuid}",'
+                  f'"msg":"{rsyslog_json(" " + body)}"}}\n')
             elif kind == "wire":
                 body = csv_body(e) if e["n"] % 2 == 0 else json_body(e)
                 w(f"<134>{trad_time(e['secs'])} {node} qumulo {body}\n")

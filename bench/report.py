@@ -185,7 +185,10 @@ def write(R, md_path=None, png_path=None):
     A("")
     if prof:
         A("`valgrind --tool=callgrind` on `convert --to json` of 100,000 generated lines (instruction "
-          "counts do not depend on the machine's load). Top functions by self instructions:")
+          "counts do not depend on the machine's load): CSV and JSON as in section 1, and ENVELOPE: the "
+          "`qab_envelope` JSON that omprog hands the binary (rsyslog's escaping, CSV and JSON bodies "
+          "alternating), which is what the parse stage of `omprog` mode does per message. Top functions "
+          "by self instructions:")
         A("")
         for kind, p in prof.items():
             A(f"**{kind.upper()} input: {p['per_event']:,.0f} instructions per event** "
