@@ -262,7 +262,9 @@ fn serve<R: io::BufRead, W: Write>(
                 let start = chunk.len();
                 chunk.extend_from_slice(&line);
                 chunk.push(b'\n');
-                if let Some(j) = journal.as_mut() {
+                // Only lines answered DEFER_COMMIT need the journal: a message outside a
+                // transaction is delivered before its OK, and rsyslog re-sends it if we die first.
+                if let Some(j) = journal.as_mut().filter(|_| !standalone) {
                     if let Err(e) = j.append(&chunk[start..]) {
                         chunk.truncate(start);
                         let msg = e.to_string();
