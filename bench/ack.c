@@ -1,6 +1,6 @@
 /* The omprog ceiling: a trivial program that only acknowledges.
  *
- *   ack OUTFILE [noreply]
+ *   ack OUTFILE [noreply|lazy]
  *
  * Speaks rsyslog's omprog protocol with confirmMessages="on" (useTransactions on or off):
  * writes the "OK" handshake, answers "OK" to BEGIN TRANSACTION and COMMIT TRANSACTION and
@@ -9,7 +9,9 @@
  * transactions, before each reply), so what rsyslog saw acknowledged is in the file.
  *
  * With "noreply" (for confirmMessages="off") it never writes to stdout and flushes the file
- * whenever its input is drained. Each reply is one write(2), as omprog requires (one line per
+ * whenever its input is drained. "lazy" is "noreply" written the naive way: the file is written
+ * only at COMMIT, when its 1 MiB buffer is full, and at exit (what stdio buffering does), so
+ * without transactions the last lines reach the file only when rsyslog stops the program. Each reply is one write(2), as omprog requires (one line per
  * read on its side). No parsing, no allocation per line: this is as cheap as a program behind
  * omprog can be, so it measures rsyslog's own cost.
  */
@@ -48,7 +50,7 @@ static void append(const char *p, size_t n) {
     olen += n;
 }
 
-static int noreply;
+static int noreply, lazy;
 
 static void reply(const char *s) {
     if (noreply) return;
@@ -67,7 +69,8 @@ static int input_pending(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: ack OUTFILE [noreply]\n"); return 2; }
-    noreply = argc > 2 && strcmp(argv[2], "noreply") == 0;
+    lazy = argc > 2 && strcmp(argv[2], "lazy") == 0;
+    noreply = lazy || (argc > 2 && strcmp(argv[2], "noreply") == 0);
     ofd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (ofd < 0) die("open outfile");
     reply("OK\n");
@@ -76,7 +79,7 @@ int main(int argc, char **argv) {
     int in_tx = 0;
     for (;;) {
         if (have == sizeof buf) { fprintf(stderr, "ack: line too long\n"); return 1; }
-        if (noreply && olen > 0 && !input_pending()) flush_out();
+        if (noreply && !lazy && olen > 0 && !input_pending()) flush_out();
         ssize_t r = read(0, buf + have, sizeof buf - have);
         if (r < 0) { if (errno == EINTR) continue; die("read stdin"); }
         if (r == 0) break;

@@ -26,6 +26,7 @@ QUICK = os.environ.get("QUICK") == "1"
 BIN = os.environ["QAB_BIN"]
 ACK = os.environ["ACK_BIN"]
 HTTPSINK = os.environ["HTTPSINK_BIN"]
+PINGPONG = os.environ["PINGPONG_BIN"]
 PY = sys.executable  # the real interpreter, not a pyenv shim (its start-up cost is not the peer's)
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -33,6 +34,7 @@ N_CONVERT = 200_000 if QUICK else 1_000_000
 N_E2E = 50_000 if QUICK else 200_000
 N_SMALL = 5_000 if QUICK else 20_000
 CONVERT_REPS = 1 if QUICK else 2
+E2E_ROUNDS = 1 if QUICK else 2
 FORMATS = ["json", "ecs", "ocsf", "cef", "leef"]
 
 ENVELOPE = (r'template(name="qab_envelope" type="string" string="{\"v\":1,\"cluster\":\"%$.cluster:::json%\",'
@@ -216,8 +218,11 @@ def qab_config(tmp, dest, fsync=False, http_port=None, fmt="json"):
     return path
 
 
+SIMPLE_TEMPLATE = 'template(name="qab_envelope" type="string" string="%msg%\\n")'
+
+
 def run_e2e(label, prog, n, workers=2, min_msgs=1000, batch=1024, tx=True, confirm=True,
-            pin=None, fsync=False, timeout=None):
+            pin=None, fsync=False, timeout=None, simple_template=False, ack_mode="noreply"):
     """One end-to-end run: sender -> imtcp -> ruleset -> LinkedList action queue -> omprog -> prog.
 
     prog: ack | qab-file | qab-http | peer. Returns a dict of results."""
@@ -229,7 +234,7 @@ def run_e2e(label, prog, n, workers=2, min_msgs=1000, batch=1024, tx=True, confi
     sink = None
     out_file = f"{tmp}/events.ndjson"
     if prog == "ack":
-        binary = f"{ACK} {out_file}" + ("" if confirm else " noreply")
+        binary = f"{ACK} {out_file}" + ("" if confirm or ack_mode == "reply" else f" {ack_mode}")
         counter = FileCounter(out_file)
     elif prog == "qab-file":
         binary = f"{BIN} omprog --config {qab_config(tmp, 'file', fsync=fsync)}"
@@ -249,7 +254,7 @@ def run_e2e(label, prog, n, workers=2, min_msgs=1000, batch=1024, tx=True, confi
     conf = f"""global(workDirectory="{tmp}/spool")
 module(load="imtcp")
 module(load="omprog")
-{ENVELOPE}
+{SIMPLE_TEMPLATE if simple_template else ENVELOPE}
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="cluster_bench")
 ruleset(name="cluster_bench") {{ set $.cluster = "bench"; call qab_deliver }}
 ruleset(name="qab_deliver") {{
@@ -323,7 +328,8 @@ ruleset(name="qab_deliver") {{
     prog_kids = [k for k in kids.values() if "taskset" not in k[3]]
     child_cpu = sum(k[0] for k in prog_kids)
     res = dict(label=label, prog=prog, n=n, workers=workers, min_msgs=min_msgs, batch=batch, tx=tx,
-               confirm=confirm, pin=pin, fsync=fsync, done=t_done is not None, delivered=max(final, got),
+               confirm=confirm, pin=pin, fsync=fsync, simple_template=simple_template, ack_mode=ack_mode,
+               timeout=timeout, done=t_done is not None, delivered=max(final, got),
                seconds=elapsed, msgs_per_s=(got if t_done is None else n) / elapsed,
                sender_seconds=(last_byte - first_byte) if last_byte else None,
                instances=len(prog_kids), rsyslogd_cpu_s=rs_cpu, prog_cpu_s=child_cpu,
@@ -337,6 +343,22 @@ ruleset(name="qab_deliver") {{
     if os.environ.get("KEEP") != "1":
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+# ---------------------------------------------------------------- pipe round trips
+
+def bench_pingpong():
+    """Round trips per second of a 1-byte pipe ping-pong between two processes (no rsyslog)."""
+    out = {}
+    for name, args in (("1 pair", ["1", "1"]), ("1 pair, both on CPU 0", ["1", "1", "same"]),
+                       ("2 pairs", ["2", "1"])):
+        best = 0
+        for _ in range(1 if QUICK else 2):
+            r = subprocess.run([PINGPONG] + args, capture_output=True, text=True, check=True)
+            best = max(best, int(r.stdout.strip()))
+        out[name] = dict(round_trips_per_s=best, load=load_str())
+        log(f"pingpong {name:22} {best:>10,} round trips/s ({load_str()})")
+    return out
 
 
 # ---------------------------------------------------------------- startup
@@ -422,11 +444,20 @@ def main():
     log(f"bench: {R['machine']}")
     R["convert"] = bench_convert()
     R["startup"] = bench_startup()
-    S = SHIPPED_QUEUE
+    R["pingpong"] = bench_pingpong()
     e2e = R["e2e"] = {}
-    for qname, workers in (("shipped", 2), ("one", 1)):
-        for prog in ("ack", "qab-file", "qab-http", "peer"):
-            e2e[f"{qname}/{prog}"] = run_e2e(f"{qname}: {prog}", prog, N_E2E, workers=workers)
+    # Rounds interleave the programs so that a change in the machine's load hits them alike; each
+    # program keeps its best round (the one least disturbed by other processes).
+    for rnd in range(E2E_ROUNDS):
+        for qname, workers in (("shipped", 2), ("one", 1)):
+            for prog in ("ack", "qab-file", "qab-http", "peer"):
+                r = run_e2e(f"{qname}: {prog} (round {rnd + 1})", prog, N_E2E, workers=workers)
+                key = f"{qname}/{prog}"
+                runs = e2e[key]["runs"] if key in e2e else []
+                runs.append(r["msgs_per_s"])
+                if key not in e2e or r["msgs_per_s"] > e2e[key]["msgs_per_s"]:
+                    e2e[key] = r
+                e2e[key]["runs"] = runs
     e2e["shipped/qab-file-fsync"] = run_e2e("shipped: qab-file, fsync=true (default)", "qab-file", N_E2E, fsync=True)
     sw = R["sweeps"] = {}
     for prog in ("ack", "qab-file"):
@@ -443,8 +474,15 @@ def main():
     for prog in ("ack", "qab-file"):
         sw[f"pinned1/{prog}"] = run_e2e(f"one instance, all on CPU 0: {prog}", prog, N_E2E, workers=1, pin="0")
     sw["nominmsgs/ack"] = run_e2e("workerThreads=2, no MinimumMessages: ack", "ack", N_E2E, min_msgs=0)
+    for qname, workers in (("shipped", 2), ("one", 1)):
+        sw[f"simpletemplate-{qname}/ack"] = run_e2e(f"template %msg%, {qname}: ack", "ack", N_E2E, workers=workers,
+                                                    simple_template=True)
     sw["confirmoff-tx/ack"] = run_e2e("confirmMessages=off, transactions: ack", "ack", N_SMALL, confirm=False)
     sw["confirmoff-notx/ack"] = run_e2e("confirmMessages=off, no transactions: ack", "ack", N_SMALL, confirm=False, tx=False)
+    sw["confirmoff-notx-reply/ack"] = run_e2e("confirmMessages=off, no tx, ack still replying", "ack", N_SMALL,
+                                              confirm=False, tx=False, ack_mode="reply")
+    sw["confirmoff-notx-lazy/ack"] = run_e2e("confirmMessages=off, no tx, ack flushing at exit only", "ack", N_SMALL,
+                                             confirm=False, tx=False, ack_mode="lazy", timeout=10)
     R["profile"] = bench_profile()
     R["machine"]["load_end"] = load_str()
     R["total_seconds"] = time.monotonic() - t0

@@ -34,8 +34,11 @@ def table(headers, rows):
 
 def e2e_row(name, r):
     share = (r["prog_cpu_s"] / r["rsyslogd_cpu_s"] * 100) if r["rsyslogd_cpu_s"] else 0
-    note = "" if r["done"] else f" (timeout: {r['delivered']:,} of {r['n']:,})"
-    return [name, f"{r['n']:,}", fmt_int(r["msgs_per_s"]) + note, f"{r['seconds']:.2f}", r["instances"],
+    note = "" if r["done"] else f" (timed out after {r.get('timeout') or 0:.0f} s: {r['delivered']:,} of {r['n']:,} delivered)"
+    rate = fmt_int(r["msgs_per_s"]) + note
+    if len(r.get("runs", [])) > 1:
+        rate += " (rounds: " + ", ".join(fmt_int(x) for x in r["runs"]) + ")"
+    return [name, f"{r['n']:,}", rate, f"{r['seconds']:.2f}", r["instances"],
             f"{r['rsyslogd_cpu_per_M']:.1f}", f"{r['prog_cpu_per_M']:.1f}", f"{share:.0f} %",
             f"{r['prog_hwm_kib'] / 1024:.1f}", r["load_after"].replace("load ", "")]
 
@@ -170,14 +173,27 @@ def write(R, md_path=None, png_path=None):
                       ("pinned1/ack", "workerThreads=1, rsyslogd + child pinned to CPU 0: ack"),
                       ("pinned1/qab-file", "workerThreads=1, rsyslogd + child pinned to CPU 0: qab-file"),
                       ("nominmsgs/ack", "workerThreads=2 without workerThreadMinimumMessages: ack"),
+                      ("simpletemplate-shipped/ack", "template `%msg%\\n` instead of the envelope, shipped queue: ack"),
+                      ("simpletemplate-one/ack", "template `%msg%\\n` instead of the envelope, one instance: ack"),
                       ("confirmoff-tx/ack", "confirmMessages=off, useTransactions=on: ack (no replies)"),
-                      ("confirmoff-notx/ack", "confirmMessages=off, useTransactions=off: ack (no replies)")]:
+                      ("confirmoff-notx/ack", "confirmMessages=off, useTransactions=off: ack (no replies)"),
+                      ("confirmoff-notx-reply/ack", "confirmMessages=off, useTransactions=off: ack still writing replies (to omprog's output file)"),
+                      ("confirmoff-notx-lazy/ack", "confirmMessages=off, useTransactions=off: ack writing its file only at COMMIT/exit (stdio-style)")]:
         if key in sw:
             rows.append(e2e_row(name, sw[key]))
     A("All with the shipped queue settings except the one varied.")
     A("")
     A(table(["configuration"] + E2E_HEADERS[1:], rows))
     A("")
+
+    pp = R.get("pingpong")
+    if pp:
+        A("Pipe round trips without rsyslog (`bench/pingpong.c`: a parent writes one byte, its child "
+          "answers one byte, each blocked in `read` in between, as omprog and a program do per message):")
+        A("")
+        A(table(["processes", "round trips/s", "load"],
+                [[k, fmt_int(v["round_trips_per_s"]), v["load"].replace("load ", "")] for k, v in pp.items()]))
+        A("")
 
     # ------------------------------------------------------------ profile
     prof = R.get("profile")
@@ -226,8 +242,10 @@ def write(R, md_path=None, png_path=None):
     for key, name in (("notx", "NO TX"),):
         for p, pn in (("ack", "ACK"), ("qab-file", "QAB FILE")):
             bars.append((f"{name} {pn}", sw[f"{key}/{p}"]["msgs_per_s"], p))
-    bars.append(("CONFIRM OFF TX ACK", sw["confirmoff-tx/ack"]["msgs_per_s"], "ack"))
-    bars.append(("CONFIRM OFF NOTX ACK", sw["confirmoff-notx/ack"]["msgs_per_s"], "ack"))
+    for key, name in (("simpletemplate-shipped/ack", "MSG TEMPLATE ACK"), ("simpletemplate-one/ack", "MSG TPL 1 INST ACK"),
+                      ("confirmoff-tx/ack", "CONFIRM OFF TX ACK"), ("confirmoff-notx/ack", "CONFIRM OFF NOTX ACK")):
+        if key in sw:
+            bars.append((name, sw[key]["msgs_per_s"], "ack"))
     plot.bar_chart(png_path, "END TO END THROUGH RSYSLOGD: MESSAGES PER SECOND", bars)
     print(f"bench: wrote {md_path} and {png_path}", file=sys.stderr)
 

@@ -19,9 +19,11 @@ cargo build --release --quiet
 mkdir -p bench/build
 gcc -O2 -Wall -Wextra -o bench/build/ack bench/ack.c
 gcc -O2 -Wall -Wextra -pthread -o bench/build/httpsink bench/httpsink.c
+gcc -O2 -Wall -Wextra -o bench/build/pingpong bench/pingpong.c
 export QAB_BIN="$PWD/target/release/qumulo-audit-broker"
 export ACK_BIN="$PWD/bench/build/ack"
 export HTTPSINK_BIN="$PWD/bench/build/httpsink"
+export PINGPONG_BIN="$PWD/bench/build/pingpong"
 export BENCH_COMMAND="${QUICK:+QUICK=1 }bench/run.sh"
 if [ "${1:-}" = profile ]; then export PROFILE_ONLY=1; fi
 exec python3 bench/bench.py
