@@ -33,8 +33,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 N_CONVERT = 200_000 if QUICK else 1_000_000
 N_E2E = 50_000 if QUICK else 200_000
 N_SMALL = 5_000 if QUICK else 20_000
-CONVERT_REPS = 1 if QUICK else 2
-E2E_ROUNDS = 1 if QUICK else 2
+CONVERT_REPS = 1 if QUICK else 3
+E2E_ROUNDS = 1 if QUICK else 3
 FORMATS = ["json", "ecs", "ocsf", "cef", "leef"]
 
 ENVELOPE = (r'template(name="qab_envelope" type="string" string="{\"v\":1,\"cluster\":\"%$.cluster:::json%\",'
@@ -69,15 +69,22 @@ def data_file(kind, n):
 # ---------------------------------------------------------------- binary alone
 
 def run_rusage(argv, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL):
-    """Runs argv; returns (wall s, user+sys s, maxrss KiB, exit code, stderr text)."""
+    """Runs argv; returns (wall s, user+sys s, maxrss KiB, exit code, stderr text).
+
+    argv runs under /usr/bin/time for its peak RSS (a child forked straight from this Python
+    process would count Python's ~20 MiB until it execs); the CPU time is the rusage of the time
+    process, which includes its child, with microseconds."""
     errf = tempfile.TemporaryFile()
-    t0 = time.monotonic()
-    p = subprocess.Popen(argv, stdout=stdout, stdin=stdin, stderr=errf)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t0
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        t0 = time.monotonic()
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", tf.name] + argv, stdout=stdout, stdin=stdin,
+                             stderr=errf)
+        _, status, ru = os.wait4(p.pid, 0)  # CPU time with microseconds, the child's included
+        wall = time.monotonic() - t0
+        maxrss = int(tf.read().split()[-1])  # the child's own peak RSS, KiB
     p.returncode = os.waitstatus_to_exitcode(status)
     errf.seek(0)
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, p.returncode, errf.read().decode(errors="replace")
+    return wall, ru.ru_utime + ru.ru_stime, maxrss, p.returncode, errf.read().decode(errors="replace")
 
 
 def bench_convert():
@@ -205,14 +212,15 @@ class HttpCounter:
             return 0
 
 
-def qab_config(tmp, dest, fsync=False, http_port=None, fmt="json"):
+def qab_config(tmp, dest, fsync=False, http_port=None, fmt="json", journal=True):
     lines = ["[destination]"]
     if dest == "http":
         lines += ['type = "http"', f'url = "http://127.0.0.1:{http_port}/ingest"', 'preset = "ndjson"']
     else:
         lines += ['type = "file"', f'path = "{tmp}/events.ndjson"', f"fsync = {'true' if fsync else 'false'}"]
     lines += [f'format = "{fmt}"', "[dead_letter]", f'path = "{tmp}/dead-letter.ndjson"',
-              "[journal]", f'dir = "{tmp}/journal"', "[stats]", "interval_secs = 0"]
+              "[journal]", f'dir = "{tmp}/journal"'] + ([] if journal else ["enabled = false"]) + [
+              "[stats]", "interval_secs = 0"]
     path = os.path.join(tmp, f"{dest}.toml")
     open(path, "w").write("\n".join(lines) + "\n")
     return path
@@ -222,7 +230,7 @@ SIMPLE_TEMPLATE = 'template(name="qab_envelope" type="string" string="%msg%\\n")
 
 
 def run_e2e(label, prog, n, workers=2, min_msgs=1000, batch=1024, tx=True, confirm=True,
-            pin=None, fsync=False, timeout=None, simple_template=False, ack_mode="noreply"):
+            pin=None, fsync=False, timeout=None, simple_template=False, ack_mode="noreply", journal=True):
     """One end-to-end run: sender -> imtcp -> ruleset -> LinkedList action queue -> omprog -> prog.
 
     prog: ack | qab-file | qab-http | peer. Returns a dict of results."""
@@ -237,7 +245,7 @@ def run_e2e(label, prog, n, workers=2, min_msgs=1000, batch=1024, tx=True, confi
         binary = f"{ACK} {out_file}" + ("" if confirm or ack_mode == "reply" else f" {ack_mode}")
         counter = FileCounter(out_file)
     elif prog == "qab-file":
-        binary = f"{BIN} omprog --config {qab_config(tmp, 'file', fsync=fsync)}"
+        binary = f"{BIN} omprog --config {qab_config(tmp, 'file', fsync=fsync, journal=journal)}"
         counter = FileCounter(out_file)
     elif prog == "qab-http":
         hport = free_port()
@@ -440,7 +448,7 @@ def main():
         return
     t0 = time.monotonic()
     R = dict(machine=machine(), quick=QUICK, command=os.environ.get("BENCH_COMMAND", "bench/run.sh"),
-             n_convert=N_CONVERT, n_e2e=N_E2E, n_small=N_SMALL)
+             n_convert=N_CONVERT, n_e2e=N_E2E, n_small=N_SMALL, convert_reps=CONVERT_REPS, e2e_rounds=E2E_ROUNDS)
     log(f"bench: {R['machine']}")
     R["convert"] = bench_convert()
     R["startup"] = bench_startup()
@@ -459,6 +467,8 @@ def main():
                     e2e[key] = r
                 e2e[key]["runs"] = runs
     e2e["shipped/qab-file-fsync"] = run_e2e("shipped: qab-file, fsync=true (default)", "qab-file", N_E2E, fsync=True)
+    e2e["shipped/qab-file-nojournal"] = run_e2e("shipped: qab-file, [journal] enabled=false", "qab-file", N_E2E,
+                                                journal=False)
     sw = R["sweeps"] = {}
     for prog in ("ack", "qab-file"):
         sw[f"notx/{prog}"] = run_e2e(f"no transactions: {prog}", prog, N_SMALL, tx=False)
