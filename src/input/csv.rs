@@ -8,6 +8,7 @@
 
 use csv_core::{ReadRecordResult, Reader};
 
+use super::scan::first_of;
 use crate::event::{Event, SourceFormat};
 
 const MAX_FIELDS: usize = 16;
@@ -36,7 +37,7 @@ impl CsvParser {
     /// test checks both on random input). Anything else returns `None` and goes through
     /// csv_core, which also words the errors.
     fn split_plain(&mut self, body: &[u8]) -> Option<usize> {
-        if body.is_empty() || memchr::memchr2(b'\n', b'\r', body).is_some() {
+        if body.is_empty() {
             return None;
         }
         let (mut i, mut n) = (0usize, 0usize);
@@ -45,7 +46,10 @@ impl CsvParser {
                 return None;
             }
             if body.get(i) == Some(&b'"') {
-                let q = i + 1 + memchr::memchr(b'"', &body[i + 1..])?;
+                let q = first_of(body, i + 1, [b'"', b'\n', b'\r'])?;
+                if body[q] != b'"' {
+                    return None; // a line break: csv_core words the error
+                }
                 self.starts[n] = i + 1;
                 self.ends[n] = q;
                 n += 1;
@@ -55,14 +59,13 @@ impl CsvParser {
                     Some(_) => return None, // a doubled quote, or text after the closing quote
                 }
             } else {
-                let rest = &body[i..];
                 self.starts[n] = i;
-                match memchr::memchr2(b',', b'"', rest) {
-                    Some(j) if rest[j] == b'"' => return None,
+                match first_of(body, i, [b',', b'"', b'\n', b'\r']) {
+                    Some(j) if body[j] != b',' => return None,
                     Some(j) => {
-                        self.ends[n] = i + j;
+                        self.ends[n] = j;
                         n += 1;
-                        i += j + 1;
+                        i = j + 1;
                     }
                     None => {
                         self.ends[n] = body.len();

@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod json;
+mod scan;
 pub mod syslog;
 
 use std::fmt;
