@@ -15,19 +15,41 @@ use crate::event::{Action, Event, ObjectType};
 /// Default number of file ids remembered (two generations of half that size each).
 pub const DEFAULT_TYPE_CACHE_ENTRIES: usize = 1 << 18;
 
+/// The type cache's keys are already xxh3 hashes of (cluster, file id): hashing them again with
+/// SipHash would only cost time, so the map uses them as they are.
+#[derive(Default, Clone, Copy)]
+pub struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed (write_u64); fold anything else in case that ever changes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap = HashMap<u64, ObjectType, std::hash::BuildHasherDefault<PrehashedKey>>;
+
 /// The bounded id -> type map. Lookups hit the young generation, then the old one (promoting
 /// the entry); when the young generation is full it becomes the old one and the previous old
 /// generation is dropped. Memory is capped at about `capacity` entries (~24 bytes each).
 pub struct TypeCache {
-    young: HashMap<u64, ObjectType>,
-    old: HashMap<u64, ObjectType>,
+    young: IdMap,
+    old: IdMap,
     generation_size: usize,
 }
 
 impl TypeCache {
     pub fn new(capacity: usize) -> TypeCache {
         let generation_size = (capacity / 2).max(1);
-        TypeCache { young: HashMap::new(), old: HashMap::new(), generation_size }
+        TypeCache { young: IdMap::default(), old: IdMap::default(), generation_size }
     }
 
     pub fn len(&self) -> usize {

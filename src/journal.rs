@@ -17,24 +17,98 @@
 //! holding the lock, and only after checking the path still names the locked file, so two
 //! adopters never deliver one journal twice).
 //!
-//! Durability: lines are written with one `write(2)` each, which survives the death of this
-//! process (the page cache belongs to the kernel). `fsync = true` also syncs before each
-//! delivery, which covers power loss at the price of one fsync per transaction.
+//! Durability: the journal is a shared memory mapping of the file (`MAP_SHARED`), so a line is
+//! in the kernel's page cache as soon as it is copied there, and survives the death of this
+//! process like a `write(2)` would, without a system call per line (a `write(2)` to ext4 cost
+//! about 3.5 µs per message in `bench/run.sh`, as much as the rest of the program's work on
+//! it). The file starts with a 16-byte header, [`MAGIC`] and the length of the lines that
+//! follow; a line counts once the length covering it is stored, which happens after its bytes
+//! are copied and before `DEFER_COMMIT` is answered. The file is allocated ahead
+//! (`posix_fallocate`), so a full disk is an error from `append`, never a SIGBUS on a page
+//! fault. Clearing the journal only stores a zero length. `fsync = true` also `msync`s before
+//! each delivery, which covers power loss at the price of one sync per transaction.
+//! Journals of earlier versions (plain lines, no header) are still read by adopters.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
+/// First 8 bytes of a journal file; the next 8 are the length of the lines (u64, little endian).
+pub const MAGIC: &[u8; 8] = b"QABJNL2\n";
+const HEADER: usize = 16;
+/// The file (and mapping) starts at this size and grows by doubling.
+const INITIAL_MAP: usize = 1 << 20;
+
 pub struct Journal {
     path: PathBuf,
     file: File,
+    map: Mapping,
     size: u64,
     max_bytes: u64,
     fsync: bool,
+}
+
+/// A shared, writable mapping of the whole journal file.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh shared mapping of `len` bytes of a file that is at least that long
+        // (allocated by `allocate` first); unmapped in `Drop`.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: ptr.cast(), len })
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` maps `len` bytes, readable and writable, for the life of `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Stores the committed length after the lines it covers are in place.
+    fn set_len(&mut self, n: u64) {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        self.bytes()[8..16].copy_from_slice(&n.to_le_bytes());
+    }
+
+    fn sync(&self, upto: usize) -> io::Result<()> {
+        // SAFETY: msync of (part of) our own mapping.
+        if unsafe { libc::msync(self.ptr.cast(), upto.min(self.len), libc::MS_SYNC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping we made; nothing refers to it any more.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// Gives `file` `len` bytes of allocated blocks (no holes: writing to the mapping can then
+/// never fail for lack of space).
+fn allocate(file: &File, len: usize) -> io::Result<()> {
+    // SAFETY: posix_fallocate on a valid descriptor; it returns the error number.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -79,16 +153,29 @@ impl Journal {
         // lock, then delete it as a dead instance's journal.
         let creating = dir.join(format!("{name}.new"));
         let path = dir.join(format!("{name}.jnl"));
-        let file = OpenOptions::new().create_new(true).append(true).read(true).open(&creating)?;
+        let file = OpenOptions::new().create_new(true).write(true).read(true).open(&creating)?;
         if !try_lock(&file)? {
             let _ = fs::remove_file(&creating);
             return Err(io::Error::other(format!("cannot lock new journal {}", creating.display())));
         }
+        // Allocated, mapped and given its header before it is named: an adopter never finds a
+        // `.jnl` without a header.
+        let len = INITIAL_MAP.min(HEADER + max_bytes as usize).max(HEADER);
+        let map = allocate(&file, len).and_then(|_| Mapping::new(&file, len));
+        let mut map = match map {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = fs::remove_file(&creating);
+                return Err(e);
+            }
+        };
+        map.bytes()[..8].copy_from_slice(MAGIC);
+        map.set_len(0);
         if let Err(e) = fs::rename(&creating, &path) {
             let _ = fs::remove_file(&creating);
             return Err(e);
         }
-        Ok(Journal { path, file, size: 0, max_bytes, fsync })
+        Ok(Journal { path, file, map, size: 0, max_bytes, fsync })
     }
 
     pub fn path(&self) -> &Path {
@@ -103,29 +190,52 @@ impl Journal {
         self.size == 0
     }
 
-    /// Appends one line (which must end with `\n`) with a single write.
+    /// Appends one line (which must end with `\n`): copied into the mapping, then counted.
     pub fn append(&mut self, line: &[u8]) -> Result<(), AppendError> {
         if self.size + line.len() as u64 > self.max_bytes {
             return Err(AppendError::Full { max_bytes: self.max_bytes });
         }
-        self.file.write_all(line).map_err(AppendError::Io)?;
+        let start = HEADER + self.size as usize;
+        let end = start + line.len();
+        if end > self.map.len {
+            self.grow(end).map_err(AppendError::Io)?;
+        }
+        self.map.bytes()[start..end].copy_from_slice(line);
         self.size += line.len() as u64;
+        self.map.set_len(self.size);
+        Ok(())
+    }
+
+    /// Makes the file (and mapping) at least `needed` bytes long.
+    fn grow(&mut self, needed: usize) -> io::Result<()> {
+        let mut len = self.map.len.max(INITIAL_MAP);
+        while len < needed {
+            len *= 2;
+        }
+        allocate(&self.file, len)?;
+        self.map = Mapping::new(&self.file, len)?;
         Ok(())
     }
 
     /// Makes the journal durable before a delivery when `fsync` is configured.
     pub fn sync_if_configured(&self) -> io::Result<()> {
         if self.fsync && self.size > 0 {
-            self.file.sync_data()?;
+            self.map.sync(HEADER + self.size as usize)?;
         }
         Ok(())
     }
 
-    /// Forgets the journaled lines (delivered, or to be re-sent by rsyslog).
+    /// Forgets the journaled lines (delivered, or to be re-sent by rsyslog). A journal grown
+    /// past four times its initial size by a large transaction is shrunk back.
     pub fn clear(&mut self) -> io::Result<()> {
         if self.size > 0 {
-            self.file.set_len(0)?;
+            self.map.set_len(0);
             self.size = 0;
+            if self.map.len > 4 * INITIAL_MAP {
+                let len = INITIAL_MAP;
+                self.map = Mapping::new(&self.file, len)?;
+                self.file.set_len(len as u64)?;
+            }
         }
         Ok(())
     }
@@ -151,13 +261,26 @@ impl Orphan {
     pub fn contents(&mut self) -> io::Result<Vec<u8>> {
         let mut data = Vec::new();
         (&self.file).read_to_end(&mut data)?;
-        Ok(data)
+        Ok(journal_lines(data))
     }
 
     /// Deletes it (still under our lock).
     pub fn remove(self) -> io::Result<()> {
         fs::remove_file(&self.path)
     }
+}
+
+/// The lines in a journal file's bytes: those the header counts, or the whole file for a
+/// journal of an earlier version (plain lines, no header).
+pub fn journal_lines(mut data: Vec<u8>) -> Vec<u8> {
+    if data.len() < HEADER || &data[..8] != MAGIC {
+        return data;
+    }
+    let n = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes")) as usize;
+    let end = HEADER.saturating_add(n).min(data.len());
+    data.truncate(end);
+    data.drain(..HEADER);
+    data
 }
 
 /// Journals in `dir` whose owners are gone, locked for us. `own` is skipped.
@@ -171,14 +294,15 @@ pub fn find_orphans(dir: &Path, own: Option<&Path>) -> Vec<Orphan> {
         let ext = path.extension().and_then(|e| e.to_str());
         if ext == Some("new") {
             // A journal being created, or left by an instance that died before it was named
-            // (it holds nothing then). Its creator locks it right after creating it, so only an
-            // old, empty, unlocked one is stale: a young one may be between create and lock.
+            // (it holds no accepted line then: lines are journaled only once it is named). Its
+            // creator locks it right after creating it, so only an old, unlocked one is stale:
+            // a young one may be between create and lock.
             let stale_age = std::time::Duration::from_secs(60);
             if let Ok(file) = OpenOptions::new().read(true).open(&path) {
-                let old_and_empty = file.metadata().is_ok_and(|m| {
-                    m.len() == 0 && m.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > stale_age)
+                let old = file.metadata().is_ok_and(|m| {
+                    m.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > stale_age)
                 });
-                if old_and_empty && matches!(try_lock(&file), Ok(true)) {
+                if old && matches!(try_lock(&file), Ok(true)) {
                     let _ = fs::remove_file(&path);
                 }
             }
@@ -217,7 +341,7 @@ mod tests {
         let mut j = Journal::open(dir.path(), 10, false).unwrap();
         j.append(b"abcd\n").unwrap();
         assert!(matches!(j.append(b"efghij\n"), Err(AppendError::Full { .. })));
-        assert_eq!(fs::read(j.path()).unwrap(), b"abcd\n");
+        assert_eq!(journal_lines(fs::read(j.path()).unwrap()), b"abcd\n");
         j.clear().unwrap();
         assert!(j.is_empty());
         j.append(b"xy\n").unwrap();
@@ -225,6 +349,53 @@ mod tests {
         let p = j.path().to_path_buf();
         j.close();
         assert!(!p.exists());
+    }
+
+    /// What a dead instance leaves (its process gone, its mapping's pages in the page cache) is
+    /// read back exactly: lines counted by the header, across growth of the file, after a clear.
+    #[test]
+    fn a_dead_instances_lines_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 64 << 20, false).unwrap();
+        j.append(b"old\n").unwrap();
+        j.clear().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..40_000 {
+            let line = format!("line {i} {}\n", "x".repeat(i % 97));
+            j.append(line.as_bytes()).unwrap();
+            expected.extend_from_slice(line.as_bytes());
+        }
+        assert!(expected.len() > INITIAL_MAP, "the test must grow the file");
+        let path = j.path().to_path_buf();
+        // Dying: no close, the lock goes with the descriptor.
+        drop(j);
+        let mut orphans = find_orphans(dir.path(), None);
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].path, path);
+        assert_eq!(orphans[0].contents().unwrap(), expected);
+    }
+
+    #[test]
+    fn clear_forgets_and_shrinks_a_grown_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 64 << 20, false).unwrap();
+        let big = vec![b'x'; 6 * INITIAL_MAP];
+        j.append(&big).unwrap();
+        j.clear().unwrap();
+        assert_eq!(fs::metadata(j.path()).unwrap().len(), INITIAL_MAP as u64);
+        j.append(b"after\n").unwrap();
+        assert_eq!(journal_lines(fs::read(j.path()).unwrap()), b"after\n");
+        j.clear().unwrap();
+        assert_eq!(journal_lines(fs::read(j.path()).unwrap()), b"");
+    }
+
+    #[test]
+    fn fsync_mode_syncs_without_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20, true).unwrap();
+        j.append(b"a\n").unwrap();
+        j.sync_if_configured().unwrap();
+        assert_eq!(journal_lines(fs::read(j.path()).unwrap()), b"a\n");
     }
 
     #[test]

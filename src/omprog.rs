@@ -309,7 +309,9 @@ fn serve<R: io::BufRead, W: Write>(
                 chunk.extend_from_slice(&line);
                 chunk.push(b'\n');
                 let mut line_start = start;
-                let mut appended = journal.as_mut().map_or(Ok(()), |j| j.append(&chunk[start..]));
+                // Only lines answered DEFER_COMMIT need the journal: a message outside a
+                // transaction is delivered before its OK, and rsyslog re-sends it if we die first.
+                let mut appended = journal.as_mut().filter(|_| !standalone).map_or(Ok(()), |j| j.append(&chunk[start..]));
                 if matches!(appended, Err(AppendError::Full { .. })) && in_tx && journal.as_ref().is_some_and(|j| !j.is_empty()) {
                     // The transaction outgrew the journal: deliver what it holds now, as if
                     // committed, and go on with an empty journal in the same rsyslog transaction.
@@ -799,7 +801,7 @@ mod tests {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["file_id"].as_str().unwrap().to_string())
             .collect();
         let journals = std::fs::read_dir(dir.join("journal"))
-            .map(|d| d.flatten().map(|e| std::fs::read(e.path()).unwrap()).collect())
+            .map(|d| d.flatten().map(|e| crate::journal::journal_lines(std::fs::read(e.path()).unwrap())).collect())
             .unwrap_or_default();
         (code, replies, delivered, journals)
     }

@@ -39,6 +39,33 @@ impl Timestamp {
 
     /// Appends RFC 3339 in UTC (`2024-06-06T14:52:28.123Z`) with the original precision.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        // Audit events come many to a second: the date and time part of the last second
+        // written (per thread) is reused.
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+        }
+        let buf = LAST.with(|last| {
+            let (secs, buf) = last.get();
+            if secs == self.secs {
+                return buf;
+            }
+            let buf = self.date_time();
+            last.set((self.secs, buf));
+            buf
+        });
+        out.extend_from_slice(&buf);
+        if self.frac_digits > 0 {
+            let digits = self.frac_digits.min(9) as usize;
+            let mut frac = [0u8; 9];
+            write_digits(&mut frac, self.nanos as u64);
+            out.push(b'.');
+            out.extend_from_slice(&frac[..digits]);
+        }
+        out.push(b'Z');
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS` of `secs`.
+    fn date_time(&self) -> [u8; 19] {
         let days = self.secs.div_euclid(86_400);
         let sod = self.secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
@@ -54,15 +81,7 @@ impl Timestamp {
         write_digits(&mut buf[14..16], (sod / 60 % 60) as u64);
         buf[16] = b':';
         write_digits(&mut buf[17..19], (sod % 60) as u64);
-        out.extend_from_slice(&buf);
-        if self.frac_digits > 0 {
-            let digits = self.frac_digits.min(9) as usize;
-            let mut frac = [0u8; 9];
-            write_digits(&mut frac, self.nanos as u64);
-            out.push(b'.');
-            out.extend_from_slice(&frac[..digits]);
-        }
-        out.push(b'Z');
+        buf
     }
 
     pub fn to_rfc3339(&self) -> String {
@@ -277,6 +296,21 @@ mod tests {
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    /// The per-thread reuse of the last second never shows a stale date: alternating and
+    /// neighbouring seconds, across days, years and the epoch.
+    #[test]
+    fn rfc3339_reuse_of_the_last_second_is_exact() {
+        let mut secs: Vec<i64> = vec![0, 0, -1, 86_399, 86_400, 86_400, 951_782_400, 1_717_686_399, 1_717_686_400];
+        secs.extend((0..2000).map(|i| 1_700_000_000 + (i * 7919 % 500) as i64 * 3599));
+        for s in secs {
+            let t = Timestamp { secs: s, nanos: 5, frac_digits: 9 };
+            let (y, m, d) = civil_from_days(s.div_euclid(86_400));
+            let sod = s.rem_euclid(86_400);
+            let expect = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000005Z", sod / 3600, sod / 60 % 60, sod % 60);
+            assert_eq!(t.to_rfc3339(), expect);
+        }
     }
 
     #[test]

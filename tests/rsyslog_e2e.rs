@@ -76,7 +76,14 @@ impl Broker {
     }
     fn journals(&self, name: &str) -> Vec<(PathBuf, u64)> {
         match std::fs::read_dir(self.path(&format!("{name}.journal"))) {
-            Ok(rd) => rd.map(|e| e.unwrap()).map(|e| (e.path(), e.metadata().unwrap().len())).collect(),
+            // The length of the journaled lines (the file itself is allocated ahead).
+            Ok(rd) => rd
+                .map(|e| e.unwrap().path())
+                .map(|p| {
+                    let lines = qumulo_audit_broker::journal::journal_lines(std::fs::read(&p).unwrap());
+                    (p, lines.len() as u64)
+                })
+                .collect(),
             Err(_) => Vec::new(),
         }
     }

@@ -19,12 +19,44 @@ const fn escape_table() -> [bool; 256] {
     t[b'\\' as usize] = true;
     t
 }
-static NEEDS_ESCAPE: [bool; 256] = escape_table();
+pub(crate) static NEEDS_ESCAPE: [bool; 256] = escape_table();
 
 /// Appends `s` as a JSON string literal (quotes included). Runs of plain bytes are copied
 /// whole; escaping follows RFC 8259 (short escapes where they exist, `\u00XX` otherwise).
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        // The common case: one check over the whole string, one copy.
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    write_str_escaping(out, bytes);
+}
+
+/// True if any byte of `b` needs escaping in a JSON string (exact: SWAR over whole words,
+/// the last word overlapping the previous one, a table lookup for strings under 8 bytes).
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    let n = b.len();
+    if n < 8 {
+        return b.iter().any(|&c| NEEDS_ESCAPE[c as usize]);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word_needs_escape(u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))) {
+            return true;
+        }
+        i += 8;
+    }
+    i < n && word_needs_escape(u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes")))
+}
+
+#[inline(never)]
+fn write_str_escaping(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
@@ -64,10 +96,10 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// True if any byte of `w` is below 0x20, a `"` or a `\\` (may also be true for bytes >= 0x80,
-/// which the byte loop then passes).
+/// True if any byte of `w` is below 0x20, a `"` or a `\\`. Exact for the word as a whole
+/// (the per-byte flags of the zero-byte trick may be wrong above a true hit, never the answer).
 #[inline]
-fn word_needs_escape(w: u64) -> bool {
+pub(crate) fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
@@ -119,6 +151,8 @@ impl<'a> JsonObj<'a> {
         JsonObj { out, first: true }
     }
 
+    // Inlined so that each call site copies its constant key without a memcpy call.
+    #[inline(always)]
     fn key(&mut self, key: &str) {
         if !self.first {
             self.out.push(b',');
@@ -129,6 +163,7 @@ impl<'a> JsonObj<'a> {
         self.out.extend_from_slice(b"\":");
     }
 
+    #[inline]
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
         write_str(self.out, value);
@@ -136,6 +171,7 @@ impl<'a> JsonObj<'a> {
     }
 
     /// Writes the field only when `value` is not empty (empty means "absent" in the event model).
+    #[inline]
     pub fn opt_str(&mut self, key: &str, value: &str) -> &mut Self {
         if !value.is_empty() {
             self.str(key, value);
@@ -257,6 +293,28 @@ mod tests {
             let mut ours = Vec::new();
             write_str(&mut ours, s);
             assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    /// Every byte that needs escaping, at every position of strings of every length up to 40,
+    /// is found by the whole-string check (SWAR words, overlapping tail, short strings).
+    #[test]
+    fn escape_check_is_exact_at_every_position() {
+        for len in 0..40 {
+            let plain = "a".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()));
+            for pos in 0..len {
+                for bad in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                    let mut b = plain.clone().into_bytes();
+                    b[pos] = bad;
+                    assert!(needs_escape(&b), "len {len} pos {pos} byte {bad}");
+                }
+                for ok in [b' ', 0x7f, 0x80, 0xff, b'/', b'!', b'#', b'[', b']'] {
+                    let mut b = plain.clone().into_bytes();
+                    b[pos] = ok;
+                    assert!(!needs_escape(&b), "len {len} pos {pos} byte {ok}");
+                }
+            }
         }
     }
 

@@ -30,7 +30,7 @@ pub enum HeaderResult<'a> {
 }
 
 fn split_token(s: &str) -> (&str, &str) {
-    match memchr::memchr(b' ', s.as_bytes()) {
+    match super::scan::first_of(s.as_bytes(), 0, [b' ']) {
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, ""),
     }
