@@ -102,6 +102,8 @@ def bar_chart(path, title, bars):
     step = 10 ** len(str(int(vmax))) / 10
     while vmax / step > 8:
         step *= 2
+    while vmax / step < 4:
+        step /= 2
     v = 0
     while v <= vmax:
         x = label_w + int(v / vmax * plot_w)

@@ -5,7 +5,6 @@
 //! [`write_str_contents`]), so the output is always valid JSON; keys are written as
 //! given and must be plain ASCII identifiers (they are compile-time constants everywhere).
 
-use std::io::Write as _;
 
 /// Which bytes need escaping in a JSON string: `"`, `\` and control characters.
 const fn escape_table() -> [bool; 256] {
@@ -181,7 +180,7 @@ impl<'a> JsonObj<'a> {
 
     pub fn int(&mut self, key: &str, value: i64) -> &mut Self {
         self.key(key);
-        let _ = write!(self.out, "{value}");
+        super::write_int(self.out, value);
         self
     }
 
