@@ -23,7 +23,7 @@
 //!   failed renames too (the attempted target). A rename without a target keeps its path in
 //!   `filePath`.
 
-use super::{category, is_ip, write_event_name, write_int, KeyValues, Severity, PRODUCT, VENDOR, VERSION};
+use super::{category, is_ip, write_event_name, write_int, write_pipe_header, KeyValues, Severity};
 use crate::event::{split_path, Action, Event, ObjectType};
 
 /// Appends a header field with `\` and `|` escaped (CR/LF become spaces).
@@ -48,15 +48,7 @@ pub fn write_ext_value(out: &mut Vec<u8>, s: &str) {
 }
 
 pub fn render(ev: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"CEF:0|");
-    write_header_field(out, VENDOR);
-    out.push(b'|');
-    write_header_field(out, PRODUCT);
-    out.push(b'|');
-    write_header_field(out, VERSION);
-    out.push(b'|');
-    write_header_field(out, &ev.operation);
-    out.push(b'|');
+    write_pipe_header(out, b"CEF:0|", write_header_field, &ev.operation);
     write_event_name(ev, out); // fixed ASCII text, nothing to escape
     out.push(b'|');
     write_int(out, Severity::of(ev).cef() as i64);

@@ -20,7 +20,7 @@
 //!   `targetPath`, `clientAddress` (only when the client address is not an IP), `details` (extra
 //!   fields as compact JSON). Absent (empty) values are omitted.
 
-use super::{is_ip, write_int, KeyValues, Severity, PRODUCT, VENDOR, VERSION};
+use super::{is_ip, write_int, write_pipe_header, KeyValues, Severity};
 use crate::event::{split_path, Action, Event, ObjectType};
 use crate::time::Timestamp;
 
@@ -51,15 +51,7 @@ pub fn write_value(out: &mut Vec<u8>, s: &str) {
 }
 
 pub fn render(ev: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"LEEF:2.0|");
-    write_header_field(out, VENDOR);
-    out.push(b'|');
-    write_header_field(out, PRODUCT);
-    out.push(b'|');
-    write_header_field(out, VERSION);
-    out.push(b'|');
-    write_header_field(out, &ev.operation);
-    out.push(b'|');
+    write_pipe_header(out, b"LEEF:2.0|", write_header_field, &ev.operation);
     out.extend_from_slice(DELIMITER_HEADER.as_bytes());
     out.push(b'|');
 

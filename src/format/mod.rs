@@ -214,6 +214,16 @@ pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str, escape: impl Fn(u8) -> O
     out.extend_from_slice(&b[start..]);
 }
 
+/// Writes the header CEF and LEEF share: `<magic>Vendor|Product|Version|<event id>|`, each
+/// field escaped by `escape_field`.
+pub(crate) fn write_pipe_header(out: &mut Vec<u8>, magic: &[u8], escape_field: fn(&mut Vec<u8>, &str), event_id: &str) {
+    out.extend_from_slice(magic);
+    for field in [VENDOR, PRODUCT, VERSION, event_id] {
+        escape_field(out, field);
+        out.push(b'|');
+    }
+}
+
 /// A `key=value` list as CEF extensions and LEEF attributes are written: pairs joined by
 /// `separator`, values escaped by `escape_value`, empty (absent) values skipped.
 pub(crate) struct KeyValues<'a> {
