@@ -60,7 +60,6 @@ pub fn convert_stream<R: Read, W: Write, E: Write>(
     name: &str,
     input: R,
     parser: &mut Parser,
-    max_line: usize,
     format: Format,
     out: &mut W,
     errs: &mut E,
@@ -71,6 +70,7 @@ pub fn convert_stream<R: Read, W: Write, E: Write>(
     let mut rendered = Vec::with_capacity(4096);
     let mut ev = Event::default();
     let mut lineno = 0u64;
+    let max_line = parser.max_line();
     while let Some(truncated) = read_bounded_line(&mut reader, &mut line, max_line)? {
         lineno += 1;
         stats.lines += 1;
@@ -106,7 +106,6 @@ pub struct ConvertArgs {
 
 /// Runs `convert`; returns the process exit code.
 pub fn run(args: ConvertArgs) -> i32 {
-    let max_line = args.parser.max_line;
     let mut parser = Parser::new(args.parser);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
@@ -117,10 +116,10 @@ pub fn run(args: ConvertArgs) -> i32 {
     let files = if args.files.is_empty() { vec!["-".to_string()] } else { args.files };
     for name in &files {
         let result = if name == "-" {
-            convert_stream("<stdin>", io::stdin().lock(), &mut parser, max_line, args.format, &mut out, &mut errs, &mut stats)
+            convert_stream("<stdin>", io::stdin().lock(), &mut parser, args.format, &mut out, &mut errs, &mut stats)
         } else {
             match File::open(name) {
-                Ok(f) => convert_stream(name, f, &mut parser, max_line, args.format, &mut out, &mut errs, &mut stats),
+                Ok(f) => convert_stream(name, f, &mut parser, args.format, &mut out, &mut errs, &mut stats),
                 Err(e) => {
                     let _ = writeln!(errs, "{name}: cannot open: {e}");
                     failed_files += 1;

@@ -251,8 +251,7 @@ mod tests {
 
     #[test]
     fn outcome_follows_status() {
-        let mut ev = Event::default();
-        ev.status = "ok".into();
+        let mut ev = Event { status: "ok".into(), ..Event::default() };
         assert_eq!(ev.outcome(), "success");
         ev.status = "fs_access_denied_error".into();
         assert_eq!(ev.outcome(), "failure");

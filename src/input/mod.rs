@@ -136,6 +136,11 @@ impl Parser {
         }
     }
 
+    /// The longest line accepted, in bytes.
+    pub fn max_line(&self) -> usize {
+        self.opts.max_line
+    }
+
     /// Fixes "now" (for RFC 3164 year inference) for reproducible tests. It stays fixed for
     /// the parser's lifetime (it is no longer refreshed from the clock every 64k lines).
     pub fn set_now(&mut self, now: Timestamp) {
