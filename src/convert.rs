@@ -5,11 +5,12 @@
 //! bad. Lines are read with a bounded buffer, so a huge line costs at most `max_line` bytes.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use crate::event::Event;
 use crate::format::Format;
 use crate::input::{Parsed, Parser, ParserOptions};
+use crate::lines::read_bounded_line;
 
 /// Counts for the end-of-run summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,41 +19,6 @@ pub struct ConvertStats {
     pub events: u64,
     pub skipped: u64,
     pub errors: u64,
-}
-
-/// Reads one line into `buf` (without the newline), never holding more than `max + 1` bytes of
-/// it: the rest of an over-long line is consumed and discarded. Returns `None` at EOF and
-/// `Some(true)` if the line was cut short.
-pub fn read_bounded_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
-    buf.clear();
-    let mut truncated = false;
-    let mut any = false;
-    loop {
-        let available = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok(if any { Some(truncated) } else { None });
-        }
-        any = true;
-        let (chunk, used, done) = match memchr::memchr(b'\n', available) {
-            Some(i) => (&available[..i], i + 1, true),
-            None => (available, available.len(), false),
-        };
-        let room = (max + 1).saturating_sub(buf.len());
-        if chunk.len() > room {
-            truncated = true;
-            buf.extend_from_slice(&chunk[..room]);
-        } else {
-            buf.extend_from_slice(chunk);
-        }
-        r.consume(used);
-        if done {
-            return Ok(Some(truncated));
-        }
-    }
 }
 
 /// Converts every line of `input`, writing records to `out` and errors to `errs`.
@@ -71,10 +37,11 @@ pub fn convert_stream<R: Read, W: Write, E: Write>(
     let mut ev = Event::default();
     let mut lineno = 0u64;
     let max_line = parser.max_line();
-    while let Some(truncated) = read_bounded_line(&mut reader, &mut line, max_line)? {
+    while let Some(read) = read_bounded_line(&mut reader, &mut line, max_line)? {
+        // A file's last line needs no newline: `read.terminated` does not matter here.
         lineno += 1;
         stats.lines += 1;
-        if truncated {
+        if read.truncated {
             stats.errors += 1;
             writeln!(errs, "{name}:{lineno}: line is longer than the maximum of {max_line} bytes")?;
             continue;
@@ -154,26 +121,5 @@ pub fn run(args: ConvertArgs) -> i32 {
         1
     } else {
         0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_lines() {
-        let data = b"short\nthis one is long\n\nlast-no-newline";
-        let mut r = BufReader::with_capacity(4, &data[..]);
-        let mut buf = Vec::new();
-        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), Some(false));
-        assert_eq!(buf, b"short");
-        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), Some(true));
-        assert_eq!(buf.len(), 9);
-        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), Some(false));
-        assert_eq!(buf, b"");
-        assert_eq!(read_bounded_line(&mut r, &mut buf, 32).unwrap(), Some(false));
-        assert_eq!(buf, b"last-no-newline");
-        assert_eq!(read_bounded_line(&mut r, &mut buf, 8).unwrap(), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod format;
 pub mod input;
 pub mod journal;
+pub mod lines;
 pub mod omprog;
 pub mod sink;
 pub mod stats;

@@ -31,7 +31,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, S
 
 use crate::batch::Batch;
 use crate::config::{Config, DeadLetterConfig};
-use crate::convert::read_bounded_line;
+use crate::lines::read_bounded_line;
 use crate::deadletter::{DeadLetter, Kind};
 use crate::event::Event;
 use crate::filter::Filter;
@@ -247,11 +247,21 @@ fn serve<R: io::BufRead, W: Write>(
     let result: io::Result<()> = (|| {
         reply(out, b"OK")?;
         loop {
-            let Some(truncated) = read_bounded_line(&mut input, &mut line, max_line)? else {
+            let Some(read) = read_bounded_line(&mut input, &mut line, max_line)? else {
                 log::info!("stdin closed: exiting");
                 return Ok(());
             };
-            if truncated {
+            if !read.terminated {
+                // rsyslog (or the pipe) died mid-write: not a message, and rsyslog re-sends
+                // the whole one to the next instance. Never journaled, answered or delivered.
+                shared.stats.cut_lines.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "stdin closed in the middle of a line ({} bytes without a newline): ignored, rsyslog re-sends that message; exiting",
+                    line.len()
+                );
+                return Ok(());
+            }
+            if read.truncated {
                 // Only the first max_line + 1 bytes were kept: the parser would report that
                 // length. Dead-letter it here with the true reason; nothing to journal.
                 shared.stats.lines_in.fetch_add(1, Ordering::Relaxed);
@@ -783,13 +793,17 @@ mod tests {
     }
 
     fn drive_config(text: &str, dir: &std::path::Path, out_path: &std::path::Path, input: &[String]) -> (i32, Vec<String>, Vec<String>, Vec<Vec<u8>>) {
-        let mut cfg = Config::parse(text).unwrap();
-        cfg.source_path = dir.join("t.toml");
         let mut bytes = Vec::new();
         for l in input {
             bytes.extend_from_slice(l.as_bytes());
             bytes.push(b'\n');
         }
+        drive_bytes(text, dir, out_path, bytes)
+    }
+
+    fn drive_bytes(text: &str, dir: &std::path::Path, out_path: &std::path::Path, bytes: Vec<u8>) -> (i32, Vec<String>, Vec<String>, Vec<Vec<u8>>) {
+        let mut cfg = Config::parse(text).unwrap();
+        cfg.source_path = dir.join("t.toml");
         let mut output = Vec::new();
         let code = run_on(cfg, std::io::Cursor::new(bytes), &mut output).unwrap();
         // Keep-alive dots after the last reply (no newline yet) are not a reply.
@@ -848,6 +862,35 @@ mod tests {
         assert_eq!(replies, strs(&["OK", "OK", "DEFER_COMMIT"]), "line 2 is not acknowledged");
         assert_eq!(journals.len(), 1);
         assert_eq!(journals[0], format!("{}\n", line(1)).into_bytes(), "the accepted line stays journaled");
+    }
+
+    /// A last line without its newline was cut by a dying writer: never journaled, answered or
+    /// delivered (rsyslog re-sends it); the accepted lines before it stay journaled.
+    #[test]
+    fn a_cut_line_at_eof_is_not_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("events.ndjson");
+        let text = format!(
+            "[destination]\ntype = \"file\"\npath = \"{}\"\n[journal]\ndir = \"{}\"\n[stats]\ninterval_secs = 0\n",
+            out_path.display(),
+            dir.path().join("journal").display()
+        );
+        // Outside a transaction: a complete line is delivered, the cut one is not.
+        let bytes = format!("{}\n{}", line(1), line(2)).into_bytes();
+        let (code, replies, delivered, journals) = drive_bytes(&text, dir.path(), &out_path, bytes);
+        assert_eq!(code, 0);
+        assert_eq!(replies, strs(&["OK", "OK"]), "no reply to the cut line");
+        assert_eq!(delivered, strs(&["1"]));
+        assert!(journals.is_empty());
+        // Inside a transaction, cut in the middle of the third line.
+        let cut = line(3);
+        let bytes = format!("BEGIN TRANSACTION\n{}\n{}\n{}", line(4), line(5), &cut[..cut.len() / 2]).into_bytes();
+        let (code, replies, delivered, journals) = drive_bytes(&text, dir.path(), &out_path, bytes);
+        assert_eq!(code, 0);
+        assert_eq!(replies, strs(&["OK", "OK", "DEFER_COMMIT", "DEFER_COMMIT"]));
+        assert_eq!(delivered, strs(&["1"]), "nothing of the open transaction is delivered");
+        assert_eq!(journals.len(), 1);
+        assert_eq!(journals[0], format!("{}\n{}\n", line(4), line(5)).into_bytes(), "the cut line is not journaled");
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub struct Stats {
     pub delivered: AtomicU64,
     pub filtered: AtomicU64,
     pub parse_errors: AtomicU64,
+    /// Lines cut at EOF (no newline): ignored, never answered (rsyslog re-sends them).
+    pub cut_lines: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub retries: AtomicU64,
     pub batches: AtomicU64,
@@ -34,12 +36,13 @@ impl Stats {
         let batches = g(&self.batches);
         let avg = if batches > 0 { g(&self.latency_ms_total) as f64 / batches as f64 } else { 0.0 };
         format!(
-            "stats: lines_in={} events={} delivered={} filtered={} parse_errors={} dead_lettered={} retries={} batches={} commits_failed={} journal_adopted={} latency_ms_avg={:.1} latency_ms_max={}",
+            "stats: lines_in={} events={} delivered={} filtered={} parse_errors={} cut_lines={} dead_lettered={} retries={} batches={} commits_failed={} journal_adopted={} latency_ms_avg={:.1} latency_ms_max={}",
             g(&self.lines_in),
             g(&self.events),
             g(&self.delivered),
             g(&self.filtered),
             g(&self.parse_errors),
+            g(&self.cut_lines),
             g(&self.dead_lettered),
             g(&self.retries),
             batches,

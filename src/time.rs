@@ -146,28 +146,53 @@ fn num(b: &[u8]) -> Option<u32> {
     Some(v)
 }
 
-/// Parses an RFC 3339 timestamp at the start of `s`; returns it and the bytes consumed.
-/// Accepts `T` or a space between date and time, `Z`/`z` or `±hh:mm`/`±hhmm` offsets.
+/// Parses an RFC 3339 / ISO 8601 timestamp at the start of `s`; returns it and the bytes
+/// consumed. `None` when `s` does not start with a valid one (see [`scan_rfc3339`]).
 pub fn parse_rfc3339_prefix(s: &[u8]) -> Option<(Timestamp, usize)> {
-    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || !(s[10] == b'T' || s[10] == b't' || s[10] == b' ') {
-        return None;
+    scan_rfc3339(s).ok().flatten()
+}
+
+/// True when `s` starts with `dddd-dd-dd`: it means to be an ISO 8601 date.
+fn iso_date_shaped(s: &[u8]) -> bool {
+    s.len() >= 10
+        && s[4] == b'-'
+        && s[7] == b'-'
+        && s[..4].iter().chain(&s[5..7]).chain(&s[8..10]).all(u8::is_ascii_digit)
+}
+
+/// An RFC 3339 / ISO 8601 date and time at the start of `s`: `YYYY-MM-DD`, `T`, `t` or a space,
+/// `hh:mm:ss`, an optional fraction (`.` or `,`, any number of digits, nine kept), and an
+/// optional zone (`Z`, `z`, `+hh:mm`, `+hhmm`; none means UTC, as rsyslog and Qumulo's own
+/// examples write local-less times). `Ok(None)` when `s` does not start like a date at all,
+/// `Err` when it does but is not a valid date and time (so a header with a broken timestamp is
+/// reported as such, never read as something else).
+pub fn scan_rfc3339(s: &[u8]) -> Result<Option<(Timestamp, usize)>, String> {
+    if !iso_date_shaped(s) {
+        return Ok(None);
     }
-    if s[13] != b':' || s[16] != b':' {
-        return None;
+    let bad = |why: &str| -> Result<Option<(Timestamp, usize)>, String> {
+        let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len()).min(40);
+        Err(format!("timestamp {:?} {why}", String::from_utf8_lossy(&s[..end])))
+    };
+    if s.len() < 19 || !matches!(s[10], b'T' | b't' | b' ') || s[13] != b':' || s[16] != b':' {
+        return bad("is not an ISO 8601 date and time (YYYY-MM-DDThh:mm:ss)");
     }
-    let y = num(&s[0..4])? as i64;
-    let mo = num(&s[5..7])?;
-    let d = num(&s[8..10])?;
-    let h = num(&s[11..13])?;
-    let mi = num(&s[14..16])?;
-    let se = num(&s[17..19])?;
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60 {
-        return None;
+    let (Some(h), Some(mi), Some(se)) = (num(&s[11..13]), num(&s[14..16]), num(&s[17..19])) else {
+        return bad("is not an ISO 8601 date and time (YYYY-MM-DDThh:mm:ss)");
+    };
+    let y = num(&s[0..4]).expect("digits") as i64;
+    let mo = num(&s[5..7]).expect("digits");
+    let d = num(&s[8..10]).expect("digits");
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
+        return bad("names a date that does not exist");
+    }
+    if h > 23 || mi > 59 || se > 60 {
+        return bad("names a time that does not exist");
     }
     let mut i = 19;
     let mut nanos = 0u32;
     let mut frac_digits = 0u8;
-    if s.get(i) == Some(&b'.') || s.get(i) == Some(&b',') {
+    if matches!(s.get(i), Some(b'.' | b',')) {
         i += 1;
         let start = i;
         while i < s.len() && s[i].is_ascii_digit() {
@@ -178,7 +203,7 @@ pub fn parse_rfc3339_prefix(s: &[u8]) -> Option<(Timestamp, usize)> {
         }
         let n = i - start;
         if n == 0 {
-            return None;
+            return bad("has a fraction without digits");
         }
         frac_digits = n.min(9) as u8;
         for _ in n..9 {
@@ -191,59 +216,98 @@ pub fn parse_rfc3339_prefix(s: &[u8]) -> Option<(Timestamp, usize)> {
             0
         }
         Some(&sign @ (b'+' | b'-')) => {
-            let hh = num(s.get(i + 1..i + 3)?)? as i64;
+            let hh = s.get(i + 1..i + 3).and_then(num);
             let (mm, used) = if s.get(i + 3) == Some(&b':') {
-                (num(s.get(i + 4..i + 6)?)? as i64, 6)
+                (s.get(i + 4..i + 6).and_then(num), 6)
             } else {
-                (num(s.get(i + 3..i + 5)?)? as i64, 5)
+                (s.get(i + 3..i + 5).and_then(num), 5)
             };
-            if hh > 23 || mm > 59 {
-                return None;
-            }
-            i += used;
-            let off = hh * 3600 + mm * 60;
-            if sign == b'+' {
-                off
-            } else {
-                -off
+            match (hh, mm) {
+                (Some(hh), Some(mm)) if hh <= 23 && mm <= 59 => {
+                    i += used;
+                    let off = (hh * 3600 + mm * 60) as i64;
+                    if sign == b'+' {
+                        off
+                    } else {
+                        -off
+                    }
+                }
+                _ => return bad("has a zone offset that is not +hh:mm"),
             }
         }
-        _ => return None,
+        // No zone: UTC. What follows must end the timestamp.
+        None | Some(b' ') => 0,
+        Some(_) => return bad("is followed by something that is not a zone"),
     };
+    if s.get(i).is_some_and(|&b| b != b' ') {
+        return bad("is followed by something that is not a space");
+    }
     let secs = days_from_civil(y, mo, d) * 86_400 + (h * 3600 + mi * 60 + se.min(59)) as i64 - offset_secs;
-    Some((Timestamp { secs, nanos, frac_digits }, i))
+    Ok(Some((Timestamp { secs, nanos, frac_digits }, i)))
 }
 
 const MONTHS: [&[u8; 3]; 12] =
     [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
-/// Parses a BSD (RFC 3164) timestamp `Mmm dd hh:mm:ss[.frac]` at the start of `s` (the day may be
-/// space-padded or not). `now` is used to infer the year. Returns it and the bytes consumed.
+/// Parses a BSD (RFC 3164) timestamp at the start of `s` (see [`scan_bsd`]); `None` when there
+/// is no valid one.
 pub fn parse_bsd_prefix(s: &[u8], now: &Timestamp) -> Option<(Timestamp, usize)> {
-    if s.len() < 14 || s[3] != b' ' {
-        return None;
+    scan_bsd(s, now).ok().flatten()
+}
+
+/// How many years back a BSD date is looked for: Feb 29 recurs at most every 8 years.
+const BSD_YEARS_BACK: i64 = 8;
+
+/// A BSD (RFC 3164) timestamp `Mmm dd hh:mm:ss[.frac]` at the start of `s` (the day may be
+/// space-padded or not). It has no year and no zone: the time is UTC and the year is the latest
+/// one, up to the year of `now`, in which the date exists and lies no more than a day after
+/// `now` (a December line read in January is last year's, Feb 29 read in 2027 is 2024's).
+/// `Ok(None)` when `s` does not start with a month name and a space, `Err` when it does but the
+/// rest is not a valid time or the date exists in no year (`Feb 30`, `Apr 31`).
+pub fn scan_bsd(s: &[u8], now: &Timestamp) -> Result<Option<(Timestamp, usize)>, String> {
+    let Some(mo) = s.get(..3).and_then(|m| MONTHS.iter().position(|name| name[..] == *m)) else {
+        return Ok(None);
+    };
+    if s.get(3) != Some(&b' ') {
+        return Ok(None);
     }
-    let mo = MONTHS.iter().position(|m| m[..] == s[..3])? as u32 + 1;
+    let mo = mo as u32 + 1;
+    let shown = || {
+        let end = s.len().min(15);
+        String::from_utf8_lossy(&s[..end]).into_owned()
+    };
+    let bad = || Err(format!("timestamp {:?} is not an RFC 3164 date and time (Mmm dd hh:mm:ss)", shown()));
     let mut i = 4;
-    if s[i] == b' ' {
+    if s.get(i) == Some(&b' ') {
         i += 1;
     }
     let dstart = i;
     while i < s.len() && s[i].is_ascii_digit() {
         i += 1;
     }
-    let d = num(&s[dstart..i])?;
+    let Some(d) = num(&s[dstart..i]).filter(|_| i - dstart <= 2) else {
+        return bad();
+    };
     if s.get(i) != Some(&b' ') {
-        return None;
+        return bad();
     }
     i += 1;
-    let t = s.get(i..i + 8)?;
+    let Some(t) = s.get(i..i + 8) else {
+        return bad();
+    };
     if t[2] != b':' || t[5] != b':' {
-        return None;
+        return bad();
     }
-    let (h, mi, se) = (num(&t[0..2])?, num(&t[3..5])?, num(&t[6..8])?);
-    if d == 0 || d > 31 || h > 23 || mi > 59 || se > 60 {
-        return None;
+    let (Some(h), Some(mi), Some(se)) = (num(&t[0..2]), num(&t[3..5]), num(&t[6..8])) else {
+        return bad();
+    };
+    if h > 23 || mi > 59 || se > 60 {
+        return Err(format!("timestamp {:?} names a time that does not exist", shown()));
+    }
+    // Day 29 of February exists in leap years only; 2000 is a leap year, so 29 is the most
+    // any month ever has beyond its usual length.
+    if d == 0 || d > days_in_month(2000, mo) {
+        return Err(format!("timestamp {:?} names a date that exists in no year", shown()));
     }
     i += 8;
     let mut nanos = 0u32;
@@ -263,21 +327,18 @@ pub fn parse_bsd_prefix(s: &[u8], now: &Timestamp) -> Option<(Timestamp, usize)>
             nanos *= 10;
         }
     }
+    if s.get(i).is_some_and(|&b| b != b' ') {
+        return bad();
+    }
     let (now_year, _, _) = civil_from_days(now.secs.div_euclid(86_400));
     let sod = (h * 3600 + mi * 60 + se.min(59)) as i64;
-    let at = |year: i64| -> Option<i64> {
-        if d > days_in_month(year, mo) {
-            return None;
-        }
-        Some(days_from_civil(year, mo, d) * 86_400 + sod)
-    };
-    // Current year unless that puts the date more than a day in the future (a December line read
-    // in January); Feb 29 of a non-leap current year falls back to the previous leap year guess.
-    let secs = match at(now_year) {
-        Some(s) if s <= now.secs + 86_400 => s,
-        _ => at(now_year - 1).or_else(|| at(now_year))?,
-    };
-    Some((Timestamp { secs, nanos, frac_digits }, i))
+    let secs = (0..=BSD_YEARS_BACK)
+        .map(|back| now_year - back)
+        .filter(|&year| d <= days_in_month(year, mo))
+        .map(|year| days_from_civil(year, mo, d) * 86_400 + sod)
+        .find(|&at| at <= now.secs + 86_400)
+        .expect("every date that exists in some year exists in one of the last eight");
+    Ok(Some((Timestamp { secs, nanos, frac_digits }, i)))
 }
 
 #[cfg(test)]
@@ -329,9 +390,45 @@ mod tests {
 
     #[test]
     fn rfc3339_rejects_garbage() {
-        for bad in ["2023-13-03T14:08:51Z", "2023-02-30T14:08:51Z", "2023-03-03T14:08:51", "2023-03-03T14:08:51.Z", "not a date at all!!"] {
+        for bad in ["2023-13-03T14:08:51Z", "2023-02-30T14:08:51Z", "2023-03-03T14:08:51.Z", "2023-03-03T24:00:00Z", "2023-03-03T14:08", "2023-03-03T14:08:51+2", "2023-03-03T14:08:51x"] {
             assert!(parse_rfc3339_prefix(bad.as_bytes()).is_none(), "{bad}");
+            assert!(scan_rfc3339(bad.as_bytes()).is_err(), "{bad}");
         }
+        for not_a_date in ["not a date at all!!", "203.0.113.0,x", "", "2023", "::1,\"u\""] {
+            assert_eq!(scan_rfc3339(not_a_date.as_bytes()), Ok(None), "{not_a_date}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_without_zone_is_utc() {
+        assert_eq!(ts("2019-11-08T15:31:40").to_rfc3339(), "2019-11-08T15:31:40Z");
+        let (t, n) = parse_rfc3339_prefix(b"2019-11-08T15:31:40 Blog-1 qumulo").unwrap();
+        assert_eq!((t.to_rfc3339().as_str(), n), ("2019-11-08T15:31:40Z", 19));
+        let (t, n) = parse_rfc3339_prefix(b"2019-11-08 15:31:40.25 h").unwrap();
+        assert_eq!((t.to_rfc3339().as_str(), n), ("2019-11-08T15:31:40.25Z", 22));
+        assert_eq!(ts("2019-11-08T15:31:40+02:00").to_rfc3339(), "2019-11-08T13:31:40Z");
+    }
+
+    #[test]
+    fn bsd_dates_of_some_years_only() {
+        // Feb 29 read in a year without one belongs to the last leap year.
+        let now = ts("2027-03-01T00:00:00Z");
+        assert_eq!(parse_bsd_prefix(b"Feb 29 12:00:00", &now).unwrap().0.to_rfc3339(), "2024-02-29T12:00:00Z");
+        let now = ts("2028-02-29T06:00:00Z");
+        assert_eq!(parse_bsd_prefix(b"Feb 29 05:00:00", &now).unwrap().0.to_rfc3339(), "2028-02-29T05:00:00Z");
+        // Read on Feb 28 of a leap year: tomorrow is within the day of skew allowed.
+        let now = ts("2028-02-28T23:30:00Z");
+        assert_eq!(parse_bsd_prefix(b"Feb 29 00:10:00", &now).unwrap().0.to_rfc3339(), "2028-02-29T00:10:00Z");
+        // Read in January 2101 (2100 is not a leap year): the last Feb 29 is 2096's.
+        let now = ts("2101-01-10T00:00:00Z");
+        assert_eq!(parse_bsd_prefix(b"Feb 29 00:00:00", &now).unwrap().0.to_rfc3339(), "2096-02-29T00:00:00Z");
+        // Dates of no year, and times that do not exist, are errors, not "no timestamp".
+        for bad in ["Feb 30 00:00:00", "Apr 31 00:00:00", "Jun 0 10:00:00", "Jun 36 14:52:28", "Jun 6 25:00:00", "Jun 6 14:5:28", "Jun 6 14:52:28x", "Jun 123 1:00:00"] {
+            let e = scan_bsd(bad.as_bytes(), &now).unwrap_err();
+            assert!(e.contains(&bad[..6]), "{bad}: {e}");
+        }
+        assert_eq!(scan_bsd(b"Junk 6", &now), Ok(None));
+        assert_eq!(scan_bsd(b"June 6 14:52:28", &now), Ok(None));
     }
 
     #[test]

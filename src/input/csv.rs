@@ -2,12 +2,17 @@
 //! `user_ip,"user_id",protocol,operation,status,file_id,"path","target"`, and the older variant
 //! with the node's name after the IP (nine fields).
 //!
+//! Which layout a record has is told by content, never by the field count alone (see
+//! [`CsvParser::layout`]): a trailing comma or an empty field never shifts a field into its
+//! neighbour's place.
+//!
 //! Quoting is real CSV (RFC 4180: `""` inside quotes; commas, backslashes and any unicode inside
 //! quoted fields). Plain lines are split in place (fields are slices of the line); anything else
 //! goes through one reused `csv_core::Reader` that unescapes into a reused buffer.
 
 use csv_core::{ReadRecordResult, Reader};
 
+use super::fields::{is_file_id, is_ip, is_node, is_token, shown};
 use super::scan::first_of;
 use crate::event::{Event, SourceFormat};
 
@@ -137,15 +142,67 @@ impl CsvParser {
         result
     }
 
+    /// Whether the fields of `text` read as a record with the node column at 1 (`off` = 1) or
+    /// without (`off` = 0): every typed field has its type ([`super::fields`]); the error names
+    /// the first field that does not.
+    fn check_layout(&self, text: &str, off: usize) -> Result<(), String> {
+        let f = |i| self.field(text, i);
+        let bad = |name: &str, what: &str, v: &str| Err(format!("CSV field '{name}' is not {what}: {}", shown(v)));
+        if !f(0).is_empty() && !is_ip(f(0)) {
+            return bad("client_ip", "an IP address", f(0));
+        }
+        if off == 1 && !is_node(f(1)) {
+            return bad("node", "a host name", f(1));
+        }
+        if !f(2 + off).is_empty() && !is_token(f(2 + off)) {
+            return bad("protocol", "a protocol name", f(2 + off));
+        }
+        if !is_token(f(3 + off)) {
+            return bad("operation", "an operation name", f(3 + off));
+        }
+        if f(4 + off).is_empty() {
+            return Err("CSV field 'status' is empty".into());
+        }
+        if !is_token(f(4 + off)) {
+            return bad("status", "a status name", f(4 + off));
+        }
+        if !f(5 + off).is_empty() && !is_file_id(f(5 + off)) {
+            return bad("file_id", "a decimal integer", f(5 + off));
+        }
+        Ok(())
+    }
+
+    /// Tells the 8-field record from the older 9-field one (node after the IP) by content, and
+    /// tolerates one trailing comma (an empty last field) after either: 8 fields are the current
+    /// layout; 9 are the older one, or the current one with a trailing comma when the last field
+    /// is empty and only that reading gives every field its type; 10 are the older one with a
+    /// trailing comma. A record both readings fit is refused rather than guessed. The 8-field
+    /// layout's types are checked later with every other shape's ([`super::fields::check`]).
+    fn layout(&self, text: &str, n: usize) -> Result<usize, String> {
+        let last_empty = n > 0 && self.field(text, n - 1).is_empty();
+        match n {
+            8 => Ok(0),
+            9 => {
+                let older = self.check_layout(text, 1);
+                let trailing = if last_empty { self.check_layout(text, 0) } else { Err(String::new()) };
+                match (older, trailing) {
+                    (Ok(()), Err(_)) => Ok(1),
+                    (Err(_), Ok(())) => Ok(0),
+                    (Ok(()), Ok(())) => Err("9 CSV fields read both as the older layout with a node and as 8 fields with a trailing comma".into()),
+                    (Err(e), Err(_)) if !last_empty => Err(format!("{e} (read as 9 fields, the older layout with a node)")),
+                    (Err(e), Err(t)) => Err(format!("{t} (read as 8 fields and a trailing comma; as the older layout with a node: {e})")),
+                }
+            }
+            10 if last_empty => self.check_layout(text, 1).map(|()| 1).map_err(|e| format!("{e} (read as 9 fields and a trailing comma)")),
+            _ => Err(format!("expected 8 CSV fields (9 with a node name), found {n}")),
+        }
+    }
+
     fn fill(&self, text: &str, n: usize, ev: &mut Event) -> Result<(), String> {
-        let off = match n {
-            8 => 0,
-            9 => 1,
-            _ => return Err(format!("expected 8 CSV fields (9 with a node name), found {n}")),
-        };
+        let off = self.layout(text, n)?;
         let op = self.field(text, 3 + off);
-        if op.is_empty() || !op.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("CSV field 'operation' is not an operation name: {op:?}"));
+        if !is_token(op) {
+            return Err(format!("CSV field 'operation' is not an operation name: {}", shown(op)));
         }
         let status = self.field(text, 4 + off);
         if status.is_empty() {
@@ -274,6 +331,30 @@ mod tests {
         let ev = parse(r#"10.1.1.1,"AD\alice",smb2,fs_rename,ok,12,"/a b.txt","/c.txt""#).unwrap();
         assert_eq!(ev.path, "/a b.txt");
         assert_eq!(ev.user.name, "AD\\alice");
+    }
+
+    #[test]
+    fn layouts_by_content_and_trailing_commas() {
+        // 8 fields and a trailing comma: still the current layout, nothing shifted.
+        for body in [r#"10.1.1.1,"bob",nfs3,fs_read_data,ok,7,"/f","","#, r#"10.1.1.1,"bob",nfs3,fs_read_data,ok,,"","","#] {
+            let ev = parse(body).unwrap();
+            assert_eq!((ev.node.as_str(), ev.user.name.as_str(), ev.protocol.as_str(), ev.operation.as_str()), ("", "bob", "nfs3", "fs_read_data"), "{body}");
+        }
+        // The older layout with a trailing comma, and with an empty target.
+        for body in [r#"10.1.1.1,node-2,"bob",nfs3,fs_read_data,ok,7,"/f","/g","#, r#"10.1.1.1,node-2,"bob",nfs3,fs_read_data,ok,7,"/f","""#] {
+            let ev = parse(body).unwrap();
+            assert_eq!((ev.node.as_str(), ev.user.name.as_str(), ev.file_id.as_str(), ev.path.as_str()), ("node-2", "bob", "7", "/f"), "{body}");
+        }
+        // An empty IP, an empty user: fields stay in their places.
+        let ev = parse(r#","",smb2,fs_read_data,ok,7,"/f","""#).unwrap();
+        assert_eq!((ev.client_ip.as_str(), ev.protocol.as_str(), ev.file_id.as_str()), ("", "smb2", "7"));
+        // Two trailing commas are not a layout: nothing is shifted into a neighbour's place.
+        let e = parse(r#"10.1.1.1,"bob",nfs3,fs_read_data,ok,7,"/f","",,"#).unwrap_err();
+        assert!(e.contains("'file_id'") && e.contains("trailing comma"), "{e}");
+        assert!(parse(r#"10.1.1.1,"bob",nfs3,fs_read_data,ok,7,"/f","",,,"#).unwrap_err().contains("found 11"));
+        // A node name that is not one (a space): the error names the field.
+        let e = parse(r#"10.1.1.1,"a b","bob",nfs3,fs_read_data,ok,7,"/f","/g""#).unwrap_err();
+        assert!(e.contains("'node'"), "{e}");
     }
 
     #[test]

@@ -107,11 +107,52 @@ pub struct Seen<'a> {
     pub cloudwatch: bool,
     /// Envelope: the syslog message body (rsyslog's `%msg%`).
     pub msg: Option<Text<'a>>,
-    pub envelope_time: Option<Text<'a>>,
-    pub uuid: Option<Text<'a>>,
+    /// The envelope's other keys, raw: they mean something only when `msg` is there (an audit
+    /// record that happens to hold a `cluster` key must not file itself elsewhere), and go to
+    /// `details` otherwise ([`Seen::finish`]).
+    pub envelope_time: Option<&'a RawValue>,
+    pub uuid: Option<&'a RawValue>,
+    pub cluster: Option<&'a RawValue>,
+    pub fromhost_ip: Option<&'a RawValue>,
+    pub hostname: Option<&'a RawValue>,
     /// CloudWatch export object: epoch ms and the message text.
-    pub cw_timestamp: Option<i64>,
+    pub cw_timestamp: Option<&'a RawValue>,
     pub cw_message: Option<Text<'a>>,
+}
+
+/// The text of a JSON string or scalar held raw (`null` is empty).
+pub fn raw_text(raw: &RawValue) -> Result<Text<'_>, String> {
+    serde_json::from_str::<Text>(raw.get()).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+impl<'a> Seen<'a> {
+    /// Once the whole object is read: an envelope's keys go to their fields, anyone else's
+    /// to `details` (keys [`ObjectSeed`] holds back until it knows which object it read).
+    fn finish(&self, ev: &mut Event) -> Result<(), String> {
+        let held = [
+            ("cluster", self.cluster, 0),
+            ("fromhost_ip", self.fromhost_ip, 1),
+            ("hostname", self.hostname, 2),
+            ("time", self.envelope_time, 3),
+            ("uuid", self.uuid, 3),
+            ("timestamp", self.cw_timestamp.filter(|_| self.cw_message.is_none()), 3),
+        ];
+        for (key, raw, field) in held {
+            let Some(raw) = raw else { continue };
+            if self.msg.is_none() {
+                push_detail(&mut ev.details, key, raw);
+                continue;
+            }
+            let dst = match field {
+                0 => &mut ev.cluster,
+                1 => &mut ev.fromhost_ip,
+                2 => &mut ev.node,
+                _ => continue, // time and uuid are read by the envelope code
+            };
+            set(dst, raw_text(raw)?);
+        }
+        Ok(())
+    }
 }
 
 /// Fills `ev` from one JSON object; returns which keys it saw.
@@ -131,6 +172,52 @@ fn set(dst: &mut String, t: Text<'_>) {
     dst.push_str(&t.0);
 }
 
+/// A JSON value held raw, as text: a string's contents, anything else exactly as written (a
+/// number digit for digit, never through `f64`). Callers check the text's type.
+pub fn raw_scalar(raw: &RawValue) -> Result<Cow<'_, str>, String> {
+    let t = raw.get();
+    if t.starts_with('"') {
+        serde_json::from_str::<Text>(t).map(|text| text.0).map_err(|e| format!("invalid JSON: {e}"))
+    } else {
+        Ok(Cow::Borrowed(t))
+    }
+}
+
+/// A file id as JSON carries it ([`raw_scalar`]: ids beyond 64 bits keep every digit); `null`
+/// is empty. Whether it is an integer is checked with every other field
+/// ([`super::fields::check`]).
+fn set_id<'de, A: MapAccess<'de>>(dst: &mut String, map: &mut A) -> Result<(), A::Error> {
+    let raw: &'de RawValue = map.next_value()?;
+    dst.clear();
+    if raw.get() != "null" {
+        dst.push_str(&raw_scalar(raw).map_err(de::Error::custom)?);
+    }
+    Ok(())
+}
+
+/// Refuses a key an object already had: the second value would silently replace the first
+/// (and a duplicate key is refused by Elasticsearch and strict readers downstream).
+fn once<E: de::Error>(seen: &mut u32, bit: u32, key: &str) -> Result<(), E> {
+    if *seen & bit != 0 {
+        return Err(E::custom(format_args!("duplicate key {key:?}")));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
+/// A value kept raw in `details`: any nested object in it must not repeat a key either.
+fn detail_value<'de, A: MapAccess<'de>>(map: &mut A, keys: &mut Vec<Cow<'de, str>>, key: Cow<'de, str>) -> Result<&'de RawValue, A::Error> {
+    if keys.contains(&key) {
+        return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+    }
+    keys.push(key);
+    let raw: &'de RawValue = map.next_value()?;
+    if raw.get().starts_with(['{', '[']) {
+        serde_json::from_str::<NoDuplicateKeys>(raw.get()).map_err(de::Error::custom)?;
+    }
+    Ok(raw)
+}
+
 impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
     type Value = Seen<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -139,7 +226,35 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let ev = self.ev;
         let mut seen = Seen::default();
+        let mut keys_seen = 0u32;
+        let mut other_keys = Vec::new();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            let bit = match key.as_ref() {
+                "user_id" => 1,
+                "user_ip" => 1 << 1,
+                "status" => 1 << 2,
+                "details" => 1 << 3,
+                "protocol" => 1 << 4,
+                "operation" => 1 << 5,
+                "ip_address" => 1 << 6,
+                "user" => 1 << 7,
+                "result" => 1 << 8,
+                "object_id" => 1 << 9,
+                "path_1" => 1 << 10,
+                "path_2" => 1 << 11,
+                "msg" => 1 << 12,
+                "uuid" => 1 << 13,
+                "time" => 1 << 14,
+                "cluster" => 1 << 15,
+                "fromhost_ip" => 1 << 16,
+                "hostname" => 1 << 17,
+                "timestamp" => 1 << 18,
+                "message" => 1 << 19,
+                _ => 0,
+            };
+            if bit != 0 {
+                once(&mut keys_seen, bit, &key)?;
+            }
             match key.as_ref() {
                 // Syslog JSON.
                 "user_id" => {
@@ -156,7 +271,7 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
                 }
                 "details" => {
                     seen.qumulo_json = true;
-                    map.next_value_seed(DetailsSeed { ev })?;
+                    map.next_value_seed(DetailsSeed { ev: &mut *ev, keys: &mut other_keys })?;
                 }
                 // Shared by syslog JSON and CloudWatch.
                 "protocol" => set(&mut ev.protocol, map.next_value()?),
@@ -176,7 +291,7 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
                 }
                 "object_id" => {
                     seen.cloudwatch = true;
-                    set(&mut ev.file_id, map.next_value()?);
+                    set_id(&mut ev.file_id, &mut map)?;
                 }
                 "path_1" => {
                     seen.cloudwatch = true;
@@ -190,22 +305,69 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
                 "msg" => seen.msg = Some(map.next_value()?),
                 "uuid" => seen.uuid = Some(map.next_value()?),
                 "time" => seen.envelope_time = Some(map.next_value()?),
-                "cluster" => set(&mut ev.cluster, map.next_value()?),
-                "fromhost_ip" => set(&mut ev.fromhost_ip, map.next_value()?),
-                "hostname" => set(&mut ev.node, map.next_value()?),
+                "cluster" => seen.cluster = Some(map.next_value()?),
+                "fromhost_ip" => seen.fromhost_ip = Some(map.next_value()?),
+                "hostname" => seen.hostname = Some(map.next_value()?),
                 // CloudWatch export object.
-                "timestamp" => {
-                    let t: Text = map.next_value()?;
-                    seen.cw_timestamp = t.0.parse::<i64>().ok();
-                }
+                "timestamp" => seen.cw_timestamp = Some(map.next_value()?),
                 "message" => seen.cw_message = Some(map.next_value()?),
                 _ => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = detail_value(&mut map, &mut other_keys, key.clone())?;
                     push_detail(&mut ev.details, &key, raw);
                 }
             }
         }
+        seen.finish(ev).map_err(de::Error::custom)?;
         Ok(seen)
+    }
+}
+
+/// Reads any JSON value and refuses an object, at any depth, that repeats a key.
+struct NoDuplicateKeys;
+
+impl<'de> de::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut keys: Vec<Text<'de>> = Vec::new();
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            if keys.iter().any(|k| k.0 == key.0) {
+                return Err(de::Error::custom(format_args!("duplicate key {:?}", key.0)));
+            }
+            keys.push(key);
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
     }
 }
 
@@ -235,11 +397,21 @@ impl<'de, 'e> Visitor<'de> for UserSeed<'e> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys_seen = 0u32;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
-                "sid" => set(&mut self.ev.user.sid, map.next_value()?),
-                "auth_id" => set(&mut self.ev.user.auth_id, map.next_value()?),
-                "name" => set(&mut self.ev.user.name, map.next_value()?),
+                "sid" => {
+                    once(&mut keys_seen, 1, &key)?;
+                    set(&mut self.ev.user.sid, map.next_value()?);
+                }
+                "auth_id" => {
+                    once(&mut keys_seen, 2, &key)?;
+                    set(&mut self.ev.user.auth_id, map.next_value()?);
+                }
+                "name" => {
+                    once(&mut keys_seen, 4, &key)?;
+                    set(&mut self.ev.user.name, map.next_value()?);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -249,19 +421,21 @@ impl<'de, 'e> Visitor<'de> for UserSeed<'e> {
     }
 }
 
-/// `details`: `path`, `target` and `file_id` go to their fields, everything else to `details`.
-struct DetailsSeed<'e> {
+/// `details`: `path`, `target` and `file_id` go to their fields, everything else to `details`,
+/// which the record's unknown top-level keys share: `keys` are those already there.
+struct DetailsSeed<'e, 'k, 'de> {
     ev: &'e mut Event,
+    keys: &'k mut Vec<Cow<'de, str>>,
 }
 
-impl<'de, 'e> DeserializeSeed<'de> for DetailsSeed<'e> {
+impl<'de, 'e, 'k> DeserializeSeed<'de> for DetailsSeed<'e, 'k, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, 'e> Visitor<'de> for DetailsSeed<'e> {
+impl<'de, 'e, 'k> Visitor<'de> for DetailsSeed<'e, 'k, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a details object")
@@ -270,13 +444,23 @@ impl<'de, 'e> Visitor<'de> for DetailsSeed<'e> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys_seen = 0u32;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
-                "path" => set(&mut self.ev.path, map.next_value()?),
-                "target" => set(&mut self.ev.target_path, map.next_value()?),
-                "file_id" => set(&mut self.ev.file_id, map.next_value()?),
+                "path" => {
+                    once(&mut keys_seen, 1, &key)?;
+                    set(&mut self.ev.path, map.next_value()?);
+                }
+                "target" => {
+                    once(&mut keys_seen, 2, &key)?;
+                    set(&mut self.ev.target_path, map.next_value()?);
+                }
+                "file_id" => {
+                    once(&mut keys_seen, 4, &key)?;
+                    set_id(&mut self.ev.file_id, &mut map)?;
+                }
                 _ => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = detail_value(&mut map, self.keys, key.clone())?;
                     push_detail(&mut self.ev.details, &key, raw);
                 }
             }
@@ -288,48 +472,57 @@ impl<'de, 'e> Visitor<'de> for DetailsSeed<'e> {
 /// Parses one JSON object line into `ev`, returning what it was.
 ///
 /// Qumulo's own documentation (and, we assume, some of its releases) writes Windows user names
-/// with a lone backslash inside JSON strings (`"AD\alice"`), which strict JSON rejects. When the
-/// only fault is such an invalid escape, the line is read again with those backslashes taken
-/// literally; valid escapes (`\n`, `\"`, `\u00e9`, ...) keep their JSON meaning.
+/// with a lone backslash inside JSON strings (`"AD\alice"`), which strict JSON rejects. A line
+/// holding such a backslash (one that starts no valid JSON escape) is read with those
+/// backslashes taken literally; valid escapes (`\n`, `\"`, `\u00e9`, ...) keep their JSON
+/// meaning. The decision is the scan's, made before parsing (never read from an error's text).
 /// `scratch` holds the repaired text in that case.
 pub fn parse_object<'a>(text: &'a str, scratch: &'a mut String, ev: &mut Event) -> Result<Seen<'a>, String> {
-    match parse_strict(text, ev) {
-        Err(e) if e.contains("invalid escape") => {
-            scratch.clear();
-            escape_lone_backslashes(text, scratch);
-            ev.clear();
-            parse_strict(scratch, ev)
-        }
-        other => other,
+    if memchr::memchr(b'\\', text.as_bytes()).is_some() && lone_backslashes(text).next().is_some() {
+        scratch.clear();
+        escape_lone_backslashes(text, scratch);
+        return parse_strict(scratch, ev);
     }
+    parse_strict(text, ev)
+}
+
+/// Byte offsets of the backslashes inside JSON strings of `text` that start no valid escape.
+fn lone_backslashes(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let b = text.as_bytes();
+    let mut in_str = false;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            let at = i;
+            i += 1;
+            match b[at] {
+                b'"' => in_str = !in_str,
+                b'\\' if in_str => {
+                    let valid = match b.get(at + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+                        Some(b'u') => b.get(at + 2..at + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+                        _ => false,
+                    };
+                    if valid {
+                        i = at + 2;
+                    } else {
+                        return Some(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    })
 }
 
 /// Doubles every backslash inside a JSON string that does not start a valid JSON escape.
 pub fn escape_lone_backslashes(text: &str, out: &mut String) {
-    let b = text.as_bytes();
-    let mut in_str = false;
-    let mut i = 0;
     let mut copied = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => in_str = !in_str,
-            b'\\' if in_str => {
-                let valid = match b.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-                    Some(b'u') => b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
-                    _ => false,
-                };
-                if valid {
-                    i += 2;
-                    continue;
-                }
-                out.push_str(&text[copied..i]);
-                out.push('\\');
-                copied = i;
-            }
-            _ => {}
-        }
-        i += 1;
+    for at in lone_backslashes(text) {
+        out.push_str(&text[copied..at]);
+        out.push('\\');
+        copied = at;
     }
     out.push_str(&text[copied..]);
 }

@@ -7,6 +7,7 @@
 //! keeps its buffers and the classifier's memory across lines.
 
 pub mod csv;
+pub mod fields;
 pub mod json;
 mod scan;
 pub mod syslog;
@@ -31,6 +32,20 @@ fn cloudwatch_time(ms: i64) -> Result<Timestamp, ParseError> {
         Ok(Timestamp::from_epoch_millis(ms))
     } else {
         err(format!("CloudWatch timestamp {ms} is out of range (1970 to 9999)"))
+    }
+}
+
+/// A CloudWatch timestamp's text: epoch milliseconds, an integer as CloudWatch writes it (a
+/// fraction, an exponent, a `+` or spaces are refused, in every CloudWatch shape alike; the
+/// range is checked by [`cloudwatch_time`]).
+fn cloudwatch_millis(ts: &str) -> Result<i64, ParseError> {
+    let digits = ts.strip_prefix('-').unwrap_or(ts);
+    if digits.is_empty() || digits.len() > 40 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return err(format!("CloudWatch timestamp {} is not epoch milliseconds", fields::shown(ts)));
+    }
+    match ts.parse::<i64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => err(format!("CloudWatch timestamp {ts} is out of range (1970 to 9999)")),
     }
 }
 
@@ -164,6 +179,8 @@ impl Parser {
             Ok(t) => t,
             Err(e) => return err(format!("line is not valid UTF-8 (at byte {})", e.valid_up_to())),
         };
+        // A byte order mark may open a line written by a Windows relay or a file.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let trimmed = text.trim_matches(|c| c == ' ' || c == '\t');
         if trimmed.is_empty() {
             return Ok(Parsed::Skip);
@@ -205,6 +222,7 @@ impl Parser {
                 write_hex128(&mut ev.id, xxh3_128(buf));
             }
         }
+        fields::check(ev).map_err(|reason| ParseError { reason })?;
         self.classifier.classify(ev);
         Ok(Parsed::Event)
     }
@@ -270,15 +288,23 @@ impl Parser {
     fn parse_json<'a>(&mut self, s: &'a str, ev: &mut Event, meta: &mut LineMeta<'a>, depth: u8) -> Result<Parsed, ParseError> {
         let mut scratch = String::new();
         let seen = json::parse_object(s, &mut scratch, ev).map_err(|reason| ParseError { reason })?;
+        fn text_of(raw: Option<&serde_json::value::RawValue>) -> Result<Option<json::Text<'_>>, ParseError> {
+            raw.map(json::raw_text).transpose().map_err(|reason| ParseError { reason })
+        }
         if let Some(msg) = seen.msg {
             // Our envelope: keep its metadata, parse the message it carries.
-            let time = seen.envelope_time.as_ref().map(|t| t.0.as_ref());
-            let uuid = seen.uuid.as_ref().map(|u| u.0.as_ref());
-            return self.finish_envelope(ev, meta, time, uuid, &msg.0, depth);
+            let time = text_of(seen.envelope_time)?;
+            let uuid = text_of(seen.uuid)?;
+            return self.finish_envelope(ev, meta, time.as_ref().map(|t| t.0.as_ref()), uuid.as_ref().map(|u| u.0.as_ref()), &msg.0, depth);
         }
         if let Some(message) = seen.cw_message {
-            // CloudWatch export object: {"timestamp": ms, "message": "{...}"}.
-            let ms = seen.cw_timestamp;
+            // CloudWatch export object: {"timestamp": ms, "message": "{...}"}, validated as a
+            // table row's timestamp is.
+            let Some(ts) = seen.cw_timestamp else {
+                return err("CloudWatch export object has no timestamp");
+            };
+            let ts = json::raw_scalar(ts).map_err(|reason| ParseError { reason })?;
+            let ms = Some(cloudwatch_millis(&ts)?);
             let body = message.0.into_owned();
             ev.clear();
             if !body.trim_start().starts_with('{') {
@@ -321,12 +347,19 @@ impl Parser {
             }
         }
         if let Some(u) = uuid {
+            if !u.is_empty() && !is_envelope_uuid(u) {
+                return err(format!("envelope uuid {} is not an id (1 to 64 letters, digits and '-')", fields::shown(u)));
+            }
             let mut buf = std::mem::take(&mut self.env_uuid);
             buf.clear();
             buf.push_str(u);
             meta.uuid = Some(buf);
         }
-        let body = msg.trim_matches(|c| c == ' ' || c == '\t' || c == '\n' || c == '\r');
+        if memchr::memchr2(b'\n', b'\r', msg.as_bytes()).is_some() {
+            return err("envelope message holds a line break (rsyslog escapes them on receipt; this one was not received as one message)");
+        }
+        let body = msg.trim_matches(|c| c == ' ' || c == '\t');
+        let body = body.strip_prefix('\u{feff}').unwrap_or(body);
         if body.is_empty() {
             return err("envelope message is empty");
         }
@@ -469,11 +502,7 @@ impl Parser {
         let Some((ts, rest)) = inner.split_once('|') else {
             return err("CloudWatch table row has no message column");
         };
-        let ts = ts.trim();
-        let Ok(ms) = ts.parse::<i64>() else {
-            return err(format!("CloudWatch table row timestamp {ts:?} is not epoch milliseconds"));
-        };
-        let row_time = cloudwatch_time(ms)?;
+        let row_time = cloudwatch_time(cloudwatch_millis(ts.trim())?)?;
         let msg = rest.trim();
         let msg = msg.strip_suffix('|').unwrap_or(msg).trim_end();
         if !msg.starts_with('{') {
@@ -486,6 +515,12 @@ impl Parser {
         ev.time = Some(row_time);
         Ok(parsed)
     }
+}
+
+/// The envelope's `uuid`: rsyslog's `%uuid%` is 32 hex digits; any id of 1 to 64 letters,
+/// digits and `-` is taken, nothing that could break out of a field of an output format.
+fn is_envelope_uuid(u: &str) -> bool {
+    u.len() <= 64 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// `"key":` at `i` with a key of plain ASCII letters and `_`: (index of the closing quote,

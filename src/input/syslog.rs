@@ -7,9 +7,14 @@
 //!   (`RSYSLOG_TraditionalFileFormat`), the lines Qumulo's own broker reads.
 //!
 //! The tag (`qumulo`, `qumulo:`, `qumulo[123]:`) is optional: a token that starts with `{` or
-//! contains a comma is the body, never a tag.
+//! contains a comma is the body, never a tag. The hostname is optional too (RFC 3164 relays and
+//! rsyslog's local messages omit it): a first token that ends with `:` and is a tag name
+//! (`qumulo:`, `qumulo[42]:`) is the tag, and the line has no hostname. Timestamps are RFC 3339
+//! with or without a zone (none is UTC) or RFC 3164 (see [`crate::time`]); a line that starts
+//! like a timestamp but is not a valid one is an error naming it, never read as a bare body.
+//! A UTF-8 byte order mark at the start of the body is dropped.
 
-use crate::time::{parse_bsd_prefix, parse_rfc3339_prefix, Timestamp};
+use crate::time::{scan_bsd, scan_rfc3339, Timestamp};
 
 /// What a header carried, borrowed from the line.
 #[derive(Debug, PartialEq)]
@@ -26,7 +31,7 @@ pub enum HeaderResult<'a> {
     None,
     Found(Header<'a>),
     /// It starts like a syslog line but is broken; the reason says how.
-    Malformed(&'static str),
+    Malformed(String),
 }
 
 fn split_token(s: &str) -> (&str, &str) {
@@ -51,48 +56,76 @@ pub fn parse_header<'a>(line: &'a str, now: &Timestamp) -> HeaderResult<'a> {
     if bytes.first() == Some(&b'<') {
         // Look for '>' in the first bytes only (by byte: the line may hold multi-byte chars there).
         let Some(close) = bytes[..bytes.len().min(6)].iter().position(|&b| b == b'>') else {
-            return HeaderResult::Malformed("syslog PRI '<n>' is not closed");
+            return HeaderResult::Malformed("syslog PRI '<n>' is not closed".into());
         };
         let pri = &line[1..close];
         if pri.is_empty() || !pri.bytes().all(|b| b.is_ascii_digit()) || pri.parse::<u32>().map_or(true, |p| p > 191) {
-            return HeaderResult::Malformed("syslog PRI is not a number from 0 to 191");
+            return HeaderResult::Malformed("syslog PRI is not a number from 0 to 191".into());
         }
         rest = &line[close + 1..];
         if let Some(after_version) = rest.strip_prefix("1 ") {
             return parse_rfc5424(after_version);
         }
         return match parse_time_host_tag(rest, now) {
-            HeaderResult::None => HeaderResult::Malformed("no timestamp after the syslog PRI"),
+            HeaderResult::None => HeaderResult::Malformed("no timestamp after the syslog PRI".into()),
             other => other,
         };
     }
     parse_time_host_tag(rest, now)
 }
 
-/// `TIMESTAMP HOST [TAG] BODY` with an RFC 3339 or BSD timestamp.
+/// `TIMESTAMP [HOST] [TAG] BODY` with an RFC 3339 or BSD timestamp.
 fn parse_time_host_tag<'a>(s: &'a str, now: &Timestamp) -> HeaderResult<'a> {
     let b = s.as_bytes();
-    let parsed = if b.first().is_some_and(u8::is_ascii_digit) {
-        parse_rfc3339_prefix(b)
+    let scanned = if b.first().is_some_and(u8::is_ascii_digit) {
+        scan_rfc3339(b)
     } else if b.first().is_some_and(u8::is_ascii_uppercase) {
-        parse_bsd_prefix(b, now)
+        scan_bsd(b, now)
     } else {
-        None
+        Ok(None)
     };
-    let Some((time, used)) = parsed else {
-        return HeaderResult::None;
+    let (time, used) = match scanned {
+        Ok(Some(found)) => found,
+        Ok(None) => return HeaderResult::None,
+        Err(why) => return HeaderResult::Malformed(why),
     };
     let Some(after_time) = s[used..].strip_prefix(' ') else {
-        return HeaderResult::Malformed("timestamp is not followed by a hostname");
+        return HeaderResult::Malformed("timestamp is not followed by a hostname".into());
     };
     let after_time = after_time.trim_start_matches(' ');
-    let (hostname, after_host) = split_token(after_time);
+    let (first, after_first) = split_token(after_time);
+    if is_tag(first) {
+        // `<134>Jun 6 14:52:28 qumulo: body`: a tag and no hostname.
+        return HeaderResult::Found(Header { time: Some(time), hostname: "", body: body_of(after_first) });
+    }
+    let (hostname, after_host) = (first, after_first);
     if hostname.is_empty() || after_host.is_empty() {
-        return HeaderResult::Malformed("syslog header has no message after the hostname");
+        return HeaderResult::Malformed("syslog header has no message after the hostname".into());
     }
     let (tag, after_tag) = split_token(after_host);
     let body = if tag.starts_with('{') || tag.contains(',') || tag.contains('"') { after_host } else { after_tag };
-    HeaderResult::Found(Header { time: Some(time), hostname, body: body.trim_start_matches(' ') })
+    HeaderResult::Found(Header { time: Some(time), hostname, body: body_of(body) })
+}
+
+/// A tag followed by its colon: `name:` or `name[pid]:`, the name 1 to 48 of `[A-Za-z0-9_.-/]`
+/// (RFC 3164 allows 32 alphanumerics; rsyslog accepts longer, RFC 5424 APP-NAME is 48).
+/// A hostname never ends with `:` this way (an IPv6 address holds other colons).
+fn is_tag(token: &str) -> bool {
+    let Some(name) = token.strip_suffix(':') else {
+        return false;
+    };
+    let name = match name.strip_suffix(']').and_then(|n| n.split_once('[')) {
+        Some((name, pid)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return false,
+        None => name,
+    };
+    !name.is_empty() && name.len() <= 48 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'))
+}
+
+/// The body after the header: leading spaces and a byte order mark dropped.
+fn body_of(s: &str) -> &str {
+    let s = s.trim_start_matches(' ');
+    s.strip_prefix('\u{feff}').unwrap_or(s)
 }
 
 /// RFC 5424 after `<PRI>1 `: `TIMESTAMP HOST APP PROCID MSGID SD [MSG]`.
@@ -101,9 +134,10 @@ fn parse_rfc5424(s: &str) -> HeaderResult<'_> {
     let time = if ts == "-" {
         None
     } else {
-        match parse_rfc3339_prefix(ts.as_bytes()) {
-            Some((t, used)) if used == ts.len() => Some(t),
-            _ => return HeaderResult::Malformed("RFC 5424 timestamp is not RFC 3339"),
+        match scan_rfc3339(ts.as_bytes()) {
+            Ok(Some((t, used))) if used == ts.len() => Some(t),
+            Err(why) => return HeaderResult::Malformed(format!("RFC 5424 {why}")),
+            _ => return HeaderResult::Malformed(format!("RFC 5424 timestamp {} is not RFC 3339", super::fields::shown(ts))),
         }
     };
     let (hostname, rest) = split_token(rest);
@@ -111,17 +145,17 @@ fn parse_rfc5424(s: &str) -> HeaderResult<'_> {
     let (_procid, rest) = split_token(rest);
     let (_msgid, rest) = split_token(rest);
     if rest.is_empty() {
-        return HeaderResult::Malformed("RFC 5424 header is incomplete");
+        return HeaderResult::Malformed("RFC 5424 header is incomplete".into());
     }
     let body = if let Some(r) = rest.strip_prefix('-') {
         r
     } else if rest.starts_with('[') {
         match skip_structured_data(rest) {
             Some(r) => r,
-            None => return HeaderResult::Malformed("RFC 5424 structured data is not closed"),
+            None => return HeaderResult::Malformed("RFC 5424 structured data is not closed".into()),
         }
     } else {
-        return HeaderResult::Malformed("RFC 5424 structured data must be '-' or '[...]'");
+        return HeaderResult::Malformed("RFC 5424 structured data must be '-' or '[...]'".into());
     };
     let body = body.strip_prefix(' ').unwrap_or(body);
     let body = body.strip_prefix('\u{feff}').unwrap_or(body);
@@ -152,6 +186,7 @@ fn skip_structured_data(s: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::parse_rfc3339_prefix;
 
     fn now() -> Timestamp {
         parse_rfc3339_prefix(b"2026-11-23T00:00:00Z").unwrap().0
