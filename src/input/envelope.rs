@@ -1,0 +1,311 @@
+//! Our rsyslog envelope (`docs/event-schema.md`, "The envelope"): one JSON object per message
+//! with the cluster, sender, time, rsyslog's `%uuid%` and the message. The template's exact
+//! rendering is read by a fast path without serde ([`Parser::parse_envelope_fast`]); anything
+//! else JSON-shaped goes through [`super::json`], and both end in [`Parser::finish_envelope`],
+//! which applies the envelope's rules and parses the message it carries.
+
+use super::{err, fields, LineMeta, ParseError, Parsed, Parser};
+use crate::event::Event;
+use crate::time::parse_rfc3339_prefix;
+
+impl Parser {
+    /// The envelope's fields are in `ev` (cluster, node, fromhost_ip); `time`, `uuid` and `msg`
+    /// are its other values. Parses the message it carries and merges the two.
+    pub(super) fn finish_envelope(
+        &mut self,
+        ev: &mut Event,
+        meta: &mut LineMeta<'_>,
+        time: Option<&str>,
+        uuid: Option<&str>,
+        msg: &str,
+        depth: u8,
+    ) -> Result<Parsed, ParseError> {
+        let cluster = std::mem::take(&mut ev.cluster);
+        let node = std::mem::take(&mut ev.node);
+        let fromhost = std::mem::take(&mut ev.fromhost_ip);
+        let restore = |ev: &mut Event, cluster: String, node: String, fromhost: String| {
+            if !cluster.is_empty() {
+                ev.cluster = cluster;
+            }
+            if ev.node.is_empty() {
+                ev.node = node;
+            }
+            ev.fromhost_ip = fromhost;
+        };
+        // (The early errors leave the envelope's cluster, node and fromhost_ip out of `ev`.)
+        if let Some(t) = time.filter(|t| !t.is_empty()) {
+            match parse_rfc3339_prefix(t.as_bytes()) {
+                Some((ts, n)) if n == t.len() => meta.time = Some(ts),
+                _ => return err(format!("envelope time {t:?} is not RFC 3339")),
+            }
+        }
+        if let Some(u) = uuid {
+            if !u.is_empty() && !is_envelope_uuid(u) {
+                return err(format!("envelope uuid {} is not an id (1 to 64 letters, digits and '-')", fields::shown(u)));
+            }
+            let mut buf = std::mem::take(&mut self.env_uuid);
+            buf.clear();
+            buf.push_str(u);
+            meta.uuid = Some(buf);
+        }
+        if memchr::memchr2(b'\n', b'\r', msg.as_bytes()).is_some() {
+            return err("envelope message holds a line break (rsyslog escapes them on receipt; this one was not received as one message)");
+        }
+        let body = msg.trim_matches(|c| c == ' ' || c == '\t');
+        let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+        if body.is_empty() {
+            return err("envelope message is empty");
+        }
+        ev.clear();
+        let result = {
+            let mut inner = LineMeta { time: meta.time, hostname: "", uuid: None };
+            let r = self.parse_shape(body, ev, &mut inner, depth + 1);
+            if meta.time.is_none() {
+                meta.time = inner.time;
+            }
+            if ev.node.is_empty() && node.is_empty() {
+                ev.node.push_str(inner.hostname);
+            }
+            r
+        };
+        restore(ev, cluster, node, fromhost);
+        match result? {
+            Parsed::Skip => err("envelope message is not an audit record"),
+            Parsed::Event => Ok(Parsed::Event),
+        }
+    }
+
+    /// The envelope exactly as our rsyslog template renders it, read without serde: one JSON
+    /// object, no whitespace between tokens, each of the keys `v` (digits), `cluster`,
+    /// `fromhost_ip`, `hostname`, `time`, `uuid` and `msg` (strings) at most once, in any order,
+    /// `msg` present, strings with only the escapes `\" \\ \/ \b \f \n \r \t` and no
+    /// control characters. `None` for anything else (another key, `\u` escapes, whitespace, a
+    /// CloudWatch or Qumulo object...): the general JSON path then reads it, with the same result
+    /// for everything this accepts (a test compares the two).
+    pub(super) fn parse_envelope_fast(
+        &mut self,
+        s: &str,
+        ev: &mut Event,
+        meta: &mut LineMeta<'_>,
+        depth: u8,
+    ) -> Option<Result<Parsed, ParseError>> {
+        let b = s.as_bytes();
+        if b.len() < 2 || b[0] != b'{' || b[b.len() - 1] != b'}' {
+            return None;
+        }
+        let mut msg = std::mem::take(&mut self.env_msg);
+        let mut uuid = std::mem::take(&mut self.env_uuid_raw);
+        let mut time = std::mem::take(&mut self.env_time);
+        let mut seen = 0u8;
+        let ok = (|| -> Option<()> {
+            let mut i = 1;
+            loop {
+                // "key":
+                let (key_end, next) = plain_key(b, i)?;
+                let key = &b[i + 1..key_end];
+                i = next;
+                let (bit, dst): (u8, Option<&mut String>) = match key {
+                    b"v" => (1, None),
+                    b"cluster" => (2, Some(&mut ev.cluster)),
+                    b"fromhost_ip" => (4, Some(&mut ev.fromhost_ip)),
+                    b"hostname" => (8, Some(&mut ev.node)),
+                    b"time" => (16, Some(&mut time)),
+                    b"uuid" => (32, Some(&mut uuid)),
+                    b"msg" => (64, Some(&mut msg)),
+                    _ => return None,
+                };
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+                match dst {
+                    None => {
+                        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                        if digits == 0 {
+                            return None;
+                        }
+                        // As the general path does with a key it does not model (the envelope
+                        // code clears it again; it is seen only if the envelope is refused).
+                        ev.details.push(if ev.details.is_empty() { '{' } else { ',' });
+                        ev.details.push_str("\"v\":");
+                        ev.details.push_str(&s[i..i + digits]);
+                        i += digits;
+                    }
+                    Some(dst) => {
+                        dst.clear();
+                        i = unescape_json_string(s, i, dst)?;
+                    }
+                }
+                match b.get(i)? {
+                    b',' => i += 1,
+                    b'}' if i == b.len() - 1 => {
+                        if !ev.details.is_empty() {
+                            ev.details.push('}');
+                        }
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        })();
+        let result = if ok.is_some() && seen & 64 != 0 {
+            let time_opt = (seen & 16 != 0).then_some(time.as_str());
+            let uuid_opt = (seen & 32 != 0).then_some(uuid.as_str());
+            Some(self.finish_envelope(ev, meta, time_opt, uuid_opt, &msg, depth))
+        } else {
+            // Not ours to read: undo what was filled and let the general path start afresh.
+            ev.cluster.clear();
+            ev.fromhost_ip.clear();
+            ev.node.clear();
+            ev.details.clear();
+            None
+        };
+        self.env_msg = msg;
+        self.env_uuid_raw = uuid;
+        self.env_time = time;
+        result
+    }
+}
+
+/// The envelope's `uuid`: rsyslog's `%uuid%` is 32 hex digits; any id of 1 to 64 letters,
+/// digits and `-` is taken, nothing that could break out of a field of an output format.
+fn is_envelope_uuid(u: &str) -> bool {
+    u.len() <= 64 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `"key":` at `i` with a key of plain ASCII letters and `_`: (index of the closing quote,
+/// index after the colon).
+fn plain_key(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let len = b[i + 1..].iter().take_while(|c| c.is_ascii_lowercase() || **c == b'_').count();
+    let end = i + 1 + len;
+    (b.get(end) == Some(&b'"') && b.get(end + 1) == Some(&b':')).then_some((end, end + 2))
+}
+
+/// Appends the contents of the JSON string starting with the quote at `s[i]` to `out` and
+/// returns the index after its closing quote. `None` for a `\u` escape, an unknown escape or a
+/// control character (the general path handles or rejects those).
+fn unescape_json_string(s: &str, i: usize, out: &mut String) -> Option<usize> {
+    use crate::format::jsonw::{word_needs_escape, NEEDS_ESCAPE};
+    let b = s.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut start = i + 1;
+    let mut j = start;
+    loop {
+        // The next '"', '\\' or control character: eight plain bytes at a time, then bytewise.
+        while j + 8 <= b.len() && !word_needs_escape(u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"))) {
+            j += 8;
+        }
+        while j < b.len() && !NEEDS_ESCAPE[b[j] as usize] {
+            j += 1;
+        }
+        let c = *b.get(j)?;
+        if c < 0x20 {
+            return None;
+        }
+        // Cut at ASCII bytes ('"' or '\\'): char boundaries.
+        out.push_str(&s[start..j]);
+        if c == b'"' {
+            return Some(j + 1);
+        }
+        let c = match b.get(j + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => return None,
+        };
+        out.push(c);
+        j += 2;
+        start = j;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::ParserOptions;
+
+    /// The envelope fast path gives exactly what the general JSON path gives (event, result and
+    /// error text), on random envelopes and near-envelopes; and it does take the usual ones.
+    #[test]
+    fn envelope_fast_path_matches_the_json_path() {
+        let now = parse_rfc3339_prefix(b"2026-03-01T00:00:00Z").unwrap().0;
+        let mut fast = Parser::new(ParserOptions::default());
+        let mut slow = Parser::new(ParserOptions::default());
+        fast.set_now(now);
+        slow.set_now(now);
+        slow.envelope_fast_path = false;
+        let bodies = [
+            r#" 10.20.0.1,\"AD\\bob\",smb2,fs_list_directory,ok,100000,\"\/hr\/dir-0\/\",\"\""#,
+            r#" {\"user_id\": {\"sid\": \"S-1-5\", \"auth_id\": \"1201\", \"name\": \"CORP\\\\carol\"}, \"user_ip\": \"10.21.0.2\", \"protocol\": \"smb2\", \"operation\": \"fs_read_data\", \"status\": \"ok\", \"details\": {\"file_id\": \"1\", \"path\": \"\/p\", \"size\": 7}}"#,
+            r#"Jun  6 14:52:28 q-1 qumulo 1.2.3.4,\"u\",api,fs_open,ok,1,\"\/p\",\"\""#,
+            r#"{\"v\":1,\"cluster\":\"inner\",\"msg\":\"1.2.3.4,u,api,fs_open,ok,1,\/p,\"}"#,
+            r#" 10.20.0.1,"AD\bob",smb2,fs_list_directory,ok,1,"\/hr","""#,
+            "", "  ", "not an audit line", r#"\u00e9"#, "a\tb", r#"{\"x\":1}"#,
+        ];
+        let strs = [
+            "", "c1", "q-prod-1", "10.0.0.5", "2024-06-06T14:52:00+00:00", "2026-01-02T03:04:05.123456Z",
+            "bogus", "44A3731004BB49338FB9F91064C27F7A", r#"a\"b"#, r#"a\\b"#, r#"\/x"#, r#"\u0041"#,
+            r#"\q"#, "é", "tab\there", "raw\u{1}ctl", r#"\n\r\b\f\t"#,
+        ];
+        let keys = ["v", "cluster", "fromhost_ip", "hostname", "time", "uuid", "msg", "msg", "msg", "other", "user_ip"];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut fast_taken, mut total) = (0, 0);
+        for round in 0..30_000 {
+            let mut line = String::from("{");
+            let nkeys = 1 + next(8);
+            for k in 0..nkeys {
+                if k > 0 {
+                    line.push_str(if next(25) == 0 { ", " } else { "," });
+                }
+                let key = keys[next(keys.len())];
+                line.push_str(&format!("\"{key}\":"));
+                if next(30) == 0 {
+                    line.push(' ');
+                }
+                match (key, next(12)) {
+                    ("v", r) if r < 10 => line.push('1'),
+                    (_, 0) => line.push_str("null"),
+                    (_, 1) => line.push_str("42"),
+                    ("msg", _) => line.push_str(&format!("\"{}\"", bodies[next(bodies.len())])),
+                    _ => line.push_str(&format!("\"{}\"", strs[next(strs.len())])),
+                }
+            }
+            line.push('}');
+            if round % 3 == 0 {
+                // the shape our template renders, always
+                line = format!(
+                    r#"{{"v":1,"cluster":"{}","fromhost_ip":"10.0.0.1","hostname":"{}","time":"{}","uuid":"{}","msg":"{}"}}"#,
+                    strs[next(4)], strs[next(4)], strs[4 + next(3)], strs[7], bodies[next(3)]
+                );
+            }
+            let (mut e1, mut e2) = (Event::default(), Event::default());
+            let r1 = fast.parse(line.as_bytes(), &mut e1);
+            let r2 = slow.parse(line.as_bytes(), &mut e2);
+            assert_eq!(r1, r2, "result for {line}");
+            assert_eq!(e1, e2, "event for {line}");
+            total += 1;
+            let mut probe = Event::default();
+            let mut meta = LineMeta::default();
+            if fast.parse_envelope_fast(&line, &mut probe, &mut meta, 0).is_some() {
+                fast_taken += 1;
+            }
+        }
+        assert!(fast_taken * 3 > total, "the fast path took only {fast_taken} of {total} lines");
+    }
+}
