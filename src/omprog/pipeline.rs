@@ -1,0 +1,135 @@
+//! The parse/render stage of omprog mode: lines from the protocol thread in, batches of encoded
+//! records out. Parses, classifies, filters and encodes each line ([`Renderer`], also used to
+//! re-read adopted journals); a line that is not an event is dead-lettered here with its reason,
+//! counted, and never blocks the rest. A batch closes when full (`[batch] max_events` /
+//! `max_bytes`) or at a COMMIT.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::Shared;
+use crate::batch::Batch;
+use crate::config::Config;
+use crate::deadletter::Kind;
+use crate::event::Event;
+use crate::filter::Filter;
+use crate::input::{ClusterSource, Parsed, Parser, ParserOptions};
+use crate::sink::Encoder;
+
+/// Work for the parse/render stage.
+pub(super) enum Work {
+    /// Lines of transaction `tx`, each ending with `\n`.
+    Lines { tx: u64, buf: Vec<u8> },
+    /// Close the batch of `tx` and deliver it.
+    Commit { tx: u64 },
+    /// Forget the undelivered part of `tx`.
+    Rollback { tx: u64 },
+}
+
+/// Fixed cluster name for dead-letter entries of lines that did not name one.
+fn fallback_cluster(opts: &ParserOptions) -> &str {
+    match &opts.cluster {
+        ClusterSource::Fixed(n) => n,
+        _ => "",
+    }
+}
+
+pub(super) fn fallback_cluster_of(cfg: &Config) -> String {
+    fallback_cluster(&cfg.parser_options()).to_string()
+}
+
+/// Parses lines into `batch`; dead-letters bad lines. Returns nothing: full batches are sent.
+pub(super) struct Renderer {
+    parser: Parser,
+    opts: ParserOptions,
+    filter: Filter,
+    encoder: Encoder,
+    event: Event,
+    rendered: Vec<u8>,
+}
+
+impl Renderer {
+    pub(super) fn new(cfg: &Config, encoder: Encoder) -> Renderer {
+        let opts = cfg.parser_options();
+        Renderer {
+            parser: Parser::new(opts.clone()),
+            opts,
+            filter: Filter::new(cfg.filter.clone()),
+            encoder,
+            event: Event::default(),
+            rendered: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Adds one line's record to `batch` (or dead-letters / filters it).
+    pub(super) fn add(&mut self, line: &[u8], batch: &mut Batch, shared: &Shared) {
+        let stats = &shared.stats;
+        match self.parser.parse(line, &mut self.event) {
+            Ok(Parsed::Event) => {
+                stats.events.fetch_add(1, Ordering::Relaxed);
+                if !self.filter.passes(&self.event) {
+                    stats.filtered.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let start = batch.begin_record();
+                self.encoder.encode(&self.event, &mut self.rendered, &mut batch.buf);
+                batch.end_record(start);
+            }
+            Ok(Parsed::Skip) => {}
+            Err(e) => {
+                stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+                let cluster = if self.event.cluster.is_empty() { fallback_cluster(&self.opts) } else { &self.event.cluster };
+                shared.dead.write(Kind::ParseError, cluster, &e.reason, line);
+            }
+        }
+    }
+}
+
+pub(super) fn parse_stage(work_rx: Receiver<Work>, batch_tx: Sender<Batch>, pool_rx: Receiver<Batch>, encoder: Encoder, shared: Arc<Shared>) {
+    let cfg = &shared.cfg;
+    let (max_events, max_bytes) = (cfg.batch.max_events, cfg.batch.max_bytes);
+    let mut renderer = Renderer::new(cfg, encoder);
+    let fresh = |pool: &Receiver<Batch>| {
+        let mut b = pool.try_recv().unwrap_or_default();
+        b.clear();
+        b
+    };
+    let mut batch = fresh(&pool_rx);
+    for work in work_rx.iter() {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return; // nothing will be acknowledged any more; the journal keeps the lines
+        }
+        match work {
+            Work::Lines { tx, buf } => {
+                for line in buf.split(|&b| b == b'\n') {
+                    if line.is_empty() {
+                        continue; // the split after the final newline
+                    }
+                    renderer.add(line, &mut batch, &shared);
+                    if batch.is_full(max_events, max_bytes) {
+                        if shared.shutdown.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        batch.tx = tx;
+                        if batch_tx.send(std::mem::replace(&mut batch, fresh(&pool_rx))).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Work::Commit { tx } => {
+                batch.tx = tx;
+                batch.commits = true;
+                if batch_tx.send(std::mem::replace(&mut batch, fresh(&pool_rx))).is_err() {
+                    return;
+                }
+            }
+            Work::Rollback { tx } => {
+                log::debug!("rolling back transaction {tx}");
+                batch.clear();
+            }
+        }
+    }
+}
