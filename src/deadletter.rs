@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::format::jsonw::JsonObj;
-use crate::sink::file::FlockGuard;
+use crate::flock::FlockGuard;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 

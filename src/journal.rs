@@ -32,6 +32,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
+
+use crate::flock::try_lock;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -53,27 +55,22 @@ pub struct Journal {
 }
 
 /// A shared, writable mapping of the whole journal file.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
+struct Mapping(memmap2::MmapMut);
 
 impl Mapping {
     fn new(file: &File, len: usize) -> io::Result<Mapping> {
-        // SAFETY: a fresh shared mapping of `len` bytes of a file that is at least that long
-        // (allocated by `allocate` first); unmapped in `Drop`.
-        let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping { ptr: ptr.cast(), len })
+        // SAFETY: a shared mapping of a file this process created, allocated first (`allocate`)
+        // and locked (`flock`): no other process writes or truncates it while it is mapped.
+        // Adopters read it only once its lock can be taken, that is after we are gone.
+        unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) }.map(Mapping)
     }
 
     fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` maps `len` bytes, readable and writable, for the life of `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+        &mut self.0
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Stores the committed length after the lines it covers are in place.
@@ -83,25 +80,14 @@ impl Mapping {
     }
 
     fn sync(&self, upto: usize) -> io::Result<()> {
-        // SAFETY: msync of (part of) our own mapping.
-        if unsafe { libc::msync(self.ptr.cast(), upto.min(self.len), libc::MS_SYNC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping we made; nothing refers to it any more.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
+        self.0.flush_range(0, upto.min(self.0.len()))
     }
 }
 
 /// Gives `file` `len` bytes of allocated blocks (no holes: writing to the mapping can then
-/// never fail for lack of space).
+/// never fail for lack of space). glibc's `posix_fallocate`, not the raw `fallocate(2)` that
+/// rustix wraps: on a file system without `fallocate` (some NFS and FUSE ones) glibc falls back
+/// to writing the blocks, where the raw call fails with EOPNOTSUPP.
 fn allocate(file: &File, len: usize) -> io::Result<()> {
     // SAFETY: posix_fallocate on a valid descriptor; it returns the error number.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
@@ -124,20 +110,6 @@ impl std::fmt::Display for AppendError {
             AppendError::Full { max_bytes } => write!(f, "journal full ({max_bytes} bytes): lower queue.dequeueBatchSize or raise [journal] max_bytes"),
             AppendError::Io(e) => write!(f, "journal write failed: {e}"),
         }
-    }
-}
-
-fn try_lock(file: &File) -> io::Result<bool> {
-    // SAFETY: flock on a valid descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(err)
     }
 }
 
@@ -197,7 +169,7 @@ impl Journal {
         }
         let start = HEADER + self.size as usize;
         let end = start + line.len();
-        if end > self.map.len {
+        if end > self.map.len() {
             self.grow(end).map_err(AppendError::Io)?;
         }
         self.map.bytes()[start..end].copy_from_slice(line);
@@ -208,7 +180,7 @@ impl Journal {
 
     /// Makes the file (and mapping) at least `needed` bytes long.
     fn grow(&mut self, needed: usize) -> io::Result<()> {
-        let mut len = self.map.len.max(INITIAL_MAP);
+        let mut len = self.map.len().max(INITIAL_MAP);
         while len < needed {
             len *= 2;
         }
@@ -231,7 +203,7 @@ impl Journal {
         if self.size > 0 {
             self.map.set_len(0);
             self.size = 0;
-            if self.map.len > 4 * INITIAL_MAP {
+            if self.map.len() > 4 * INITIAL_MAP {
                 let len = INITIAL_MAP;
                 self.map = Mapping::new(&self.file, len)?;
                 self.file.set_len(len as u64)?;

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod deadletter;
 pub mod event;
 pub mod filter;
+pub mod flock;
 pub mod format;
 pub mod input;
 pub mod journal;

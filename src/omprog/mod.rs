@@ -129,10 +129,15 @@ pub fn run_on<R: io::BufRead, W: Write>(cfg: Config, input: R, output: &mut W) -
 /// it). Checked while a COMMIT is being delivered, when stdin is not being read: rsyslog closes
 /// it at shutdown even while it waits for a reply, and then no reply will ever be read.
 fn stdin_hung_up() -> bool {
-    let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & libc::POLLIN == 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    use rustix::event::{poll, PollFd, PollFlags};
+    let stdin = rustix::stdio::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    if !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
+        return false;
+    }
+    let r = fds[0].revents();
+    !r.contains(PollFlags::IN) && r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
 }
 
 /// How long the stages get to finish after EOF before the program exits anyway (a delivery to a

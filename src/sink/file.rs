@@ -10,10 +10,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 
 use super::Attempt;
+use crate::flock::FlockGuard;
 use crate::batch::Batch;
 use crate::config::{Config, ConfigError};
 
@@ -48,32 +48,6 @@ fn end_partial_record(file: &File) -> std::io::Result<()> {
         f.write_all(b"\n")?;
     }
     Ok(())
-}
-
-/// Holds an exclusive `flock` on a file until dropped.
-pub struct FlockGuard<'a>(&'a File);
-
-impl<'a> FlockGuard<'a> {
-    pub fn lock(file: &'a File) -> std::io::Result<FlockGuard<'a>> {
-        loop {
-            // SAFETY: flock on a valid, open file descriptor.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(FlockGuard(file));
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-    }
-}
-
-impl Drop for FlockGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: unlocking a descriptor we locked.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 impl FileSink {
