@@ -362,10 +362,12 @@ pub(super) fn check_keys(text: &str, kind: DestinationType) -> Result<(), Config
             .with_line(Some(line)));
         }
     }
+    let type_line = doc.destination.keys().find(|k| k.get_ref() == "type").map(|k| super::line_at(text, k.span().start));
     for (key, hint) in required_of_type(kind) {
         if !doc.destination.keys().any(|k| k.get_ref() == key) {
             return Err(ConfigError::new(format!("[destination] type = {type_name:?} needs `{key}`{hint}"))
-                .with_key(format!("destination.{key}")));
+                .with_key(format!("destination.{key}"))
+                .with_line(type_line));
         }
     }
     Ok(())

@@ -87,6 +87,7 @@ fn refused_values_name_key_and_line() {
         (format!("{FILE}url = \"http://h\"\n"), "destination.url", 4, "does not apply to type = \"file\""),
         (format!("{FILE}format = \"xml\"\n"), "", 4, "expected \"json\", \"ecs\", \"ocsf\", \"cef\" or \"leef\""),
         ("[destination]\ntype = \"ftp\"\n".into(), "", 2, "expected \"file\", \"http\" or \"syslog\""),
+        ("# a comment\n[destination]\ntype = \"syslog\"\n".into(), "destination.address", 3, "needs `address` (host:port)"),
     ];
     for (text, key, line, want) in cases {
         let e = Config::parse(&text).unwrap_err();
