@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser as ClapParser, Subcommand};
 
-use qumulo_audit_broker::config::Config;
+use qumulo_audit_broker::config::{preflight, validate, Config};
 use qumulo_audit_broker::omprog;
 use qumulo_audit_broker::sink::Sink;
 
 use qumulo_audit_broker::convert;
 use qumulo_audit_broker::format::Format;
 use qumulo_audit_broker::input::{ClusterSource, ParserOptions, DEFAULT_MAX_LINE};
+
 
 #[derive(ClapParser)]
 #[command(name = "qumulo-audit-broker", version, about = "Qumulo audit logs to security events, delivered losslessly behind rsyslog omprog")]
@@ -23,8 +24,8 @@ struct Cli {
 enum Command {
     /// Convert audit log files (or stdin) into one rendered event per line on stdout.
     Convert {
-        /// Output format: json, ecs, ocsf, cef, leef.
-        #[arg(long = "to", default_value = "json")]
+        /// Output format.
+        #[arg(long = "to", value_enum, default_value_t = Format::Json)]
         to: Format,
         /// Cluster name for lines that do not carry one.
         #[arg(long)]
@@ -32,8 +33,8 @@ enum Command {
         /// Derive the cluster from the sending node's hostname (`<cluster>-<node>`).
         #[arg(long, conflicts_with = "cluster")]
         cluster_from_hostname: bool,
-        /// Longest accepted line in bytes; longer lines are errors.
-        #[arg(long, default_value_t = DEFAULT_MAX_LINE)]
+        /// Longest accepted line in bytes (256 to 16777216); longer lines are errors.
+        #[arg(long, default_value_t = DEFAULT_MAX_LINE, value_parser = validate::parse_max_line)]
         max_line: usize,
         /// Input files; stdin when none (or `-`).
         files: Vec<String>,
@@ -44,7 +45,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Validate a destination config (and, with --connect, that the destination answers).
+    /// Validate a destination config as omprog start-up does, changing nothing on disk (and,
+    /// with --connect, open the destination: this creates the destination file).
     Check {
         #[arg(long)]
         config: PathBuf,
@@ -65,23 +67,29 @@ fn init_logging() {
         .init();
 }
 
+/// `check`: the validation omprog start-up runs ([`Config::load`] and [`preflight::check`]),
+/// without creating anything; `--connect` then builds the destination and reaches it.
 fn check(config: &Path, connect: bool) -> i32 {
-    let cfg = match Config::load(config) {
+    let checked = Config::load(config).and_then(|cfg| preflight::check(&cfg).map(|pf| (cfg, pf)));
+    let (cfg, pf) = match checked {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return 2;
         }
     };
-    let mut sink = match Sink::from_config(&cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{}: {e}", config.display());
-            return 2;
-        }
-    };
-    println!("{}: configuration is valid (type = {}, format = {})", config.display(), cfg.destination.kind, cfg.destination.format);
+    println!("{}: configuration is valid (type = {}, format = {})", config.display(), cfg.kind(), cfg.format());
+    for (key, dir) in &pf.will_create {
+        println!("{}: omprog start-up will create {} ({key}); check created nothing", config.display(), dir.display());
+    }
     if connect {
+        let mut sink = match Sink::from_config(&cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}", cfg.locate(e));
+                return 2;
+            }
+        };
         match sink.check_connect() {
             Ok(msg) => println!("{}: {msg}", config.display()),
             Err(e) => {

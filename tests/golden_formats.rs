@@ -97,7 +97,7 @@ fn golden_leef() {
 fn every_record_is_well_formed() {
     let evs = events();
     for ev in &evs {
-        for format in Format::ALL {
+        for &format in Format::all() {
             let mut out = Vec::new();
             format.render(ev, &mut out);
             let text = std::str::from_utf8(&out).unwrap();

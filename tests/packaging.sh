@@ -320,8 +320,8 @@ if ! "$BIN" omprog --help >/dev/null 2>&1; then
 fi
 pass "e2e: installed binary has an 'omprog' subcommand"
 
-# `check` on every shipped destination config, in a root of its own (check may create the file
-# destination's output as the calling user, root here, which the unprivileged e2e run must own).
+# `check` on every shipped destination config, in a root of its own (`check` creates nothing
+# without --connect, but the unprivileged e2e run must own everything in its root).
 RC=$(new_root check)
 RCBIN="$RC/usr/libexec/rsyslog/qumulo-audit-broker"
 printf 'test-hec-token-0123\n' >"$RC/etc/qumulo-audit-broker/hec.token"

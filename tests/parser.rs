@@ -386,7 +386,7 @@ fn a_bad_line_does_not_disturb_the_next() {
 
 /// Renders `ev` in every format: JSON formats must be JSON, no format may break the line.
 fn check_rendering(ev: &Event) {
-    for format in Format::ALL {
+    for &format in Format::all() {
         let mut out = Vec::new();
         format.render(ev, &mut out);
         let text = std::str::from_utf8(&out).expect("rendered output is UTF-8");

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let mut ev = Event::default();
     if let Ok(Parsed::Event) = parser.parse(data, &mut ev) {
         let mut out = Vec::new();
-        for format in Format::ALL {
+        for &format in Format::all() {
             out.clear();
             format.render(&ev, &mut out);
             assert!(!out.contains(&b'\n') && !out.contains(&b'\r'), "{}: line break", format.name());

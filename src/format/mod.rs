@@ -14,10 +14,15 @@ pub mod ocsf;
 
 use crate::event::{Action, Event, ObjectType};
 
-/// The output formats a user can choose (`--to`, `format =` in the config).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The output formats a user can choose (`--to`, `format =` in the config): the registry.
+///
+/// Everything about a format comes from here: its name (the variant's name in kebab-case) and
+/// help text (the variant's doc comment) from [`clap::ValueEnum`], which also lists every
+/// variant; JSON-ness and renderer from the one match in [`Format::spec`]. Adding a format is a
+/// new module and a new variant; the compiler points at the match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// The project's canonical JSON (`docs/event-schema.md`).
+    /// The project's canonical JSON (docs/event-schema.md).
     Json,
     /// Elastic Common Schema 8.x JSON.
     Ecs,
@@ -29,54 +34,74 @@ pub enum Format {
     Leef,
 }
 
+/// What a format is besides its name and help text.
+struct Spec {
+    /// Records are JSON objects (usable as HEC `event` or bulk source).
+    json: bool,
+    /// Appends one rendered record, without a trailing newline.
+    render: fn(&Event, &mut Vec<u8>),
+}
+
 impl Format {
-    pub const NAMES: &'static str = "json, ecs, ocsf, cef, leef";
-
-    /// Every format, in documentation order.
-    pub const ALL: [Format; 5] = [Format::Json, Format::Ecs, Format::Ocsf, Format::Cef, Format::Leef];
-
-    pub fn parse(name: &str) -> Option<Format> {
-        match name {
-            "json" => Some(Format::Json),
-            "ecs" => Some(Format::Ecs),
-            "ocsf" => Some(Format::Ocsf),
-            "cef" => Some(Format::Cef),
-            "leef" => Some(Format::Leef),
-            _ => None,
+    #[inline]
+    fn spec(self) -> Spec {
+        match self {
+            Format::Json => Spec { json: true, render: json::render },
+            Format::Ecs => Spec { json: true, render: ecs::render },
+            Format::Ocsf => Spec { json: true, render: ocsf::render },
+            Format::Cef => Spec { json: false, render: cef::render },
+            Format::Leef => Spec { json: false, render: leef::render },
         }
     }
 
+    /// Every format, in documentation (declaration) order.
+    pub fn all() -> &'static [Format] {
+        <Format as clap::ValueEnum>::value_variants()
+    }
+
+    /// The names, comma-separated (`json, ecs, ...`), for messages.
+    pub fn names() -> String {
+        Format::all().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn parse(name: &str) -> Option<Format> {
+        <Format as clap::ValueEnum>::from_str(name, false).ok()
+    }
+
+    /// The format's name, as `--to` and `format =` take it.
     pub fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Ecs => "ecs",
-            Format::Ocsf => "ocsf",
-            Format::Cef => "cef",
-            Format::Leef => "leef",
-        }
+        static NAMES: std::sync::OnceLock<Vec<(Format, String)>> = std::sync::OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            Format::all()
+                .iter()
+                .map(|&f| (f, clap::ValueEnum::to_possible_value(&f).expect("no format is hidden").get_name().to_string()))
+                .collect()
+        });
+        names.iter().find(|(f, _)| *f == self).map(|(_, n)| n.as_str()).expect("every format is listed")
     }
 
     /// True for formats whose records are JSON objects (usable as HEC `event` or bulk source).
     pub fn is_json(self) -> bool {
-        matches!(self, Format::Json | Format::Ecs | Format::Ocsf)
+        self.spec().json
     }
 
     /// Appends one rendered record for `ev` to `out`, without a trailing newline.
+    #[inline]
     pub fn render(self, ev: &Event, out: &mut Vec<u8>) {
-        match self {
-            Format::Json => json::render(ev, out),
-            Format::Ecs => ecs::render(ev, out),
-            Format::Ocsf => ocsf::render(ev, out),
-            Format::Cef => cef::render(ev, out),
-            Format::Leef => leef::render(ev, out),
-        }
+        (self.spec().render)(ev, out)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::parse(s).ok_or_else(|| format!("unknown format {s:?} (expected one of: {})", Format::NAMES))
+        Format::parse(s).ok_or_else(|| format!("unknown format {s:?} (expected one of: {})", Format::names()))
     }
 }
 
@@ -302,10 +327,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for f in Format::ALL {
+        assert_eq!(Format::all().len(), 5);
+        for &f in Format::all() {
             assert_eq!(Format::parse(f.name()), Some(f));
-            assert!(Format::NAMES.contains(f.name()));
+            assert!(Format::names().contains(f.name()));
         }
+        assert_eq!(Format::names(), "json, ecs, ocsf, cef, leef");
         assert_eq!("cef".parse::<Format>(), Ok(Format::Cef));
         assert!("xml".parse::<Format>().unwrap_err().contains("json, ecs, ocsf, cef, leef"));
         assert!(Format::Ecs.is_json() && Format::Ocsf.is_json() && Format::Json.is_json());

@@ -35,9 +35,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, DeadLetterConfig};
+use crate::config::{preflight, Config, ConfigError, DeadLetterConfig};
 use crate::deadletter::DeadLetter;
-use crate::journal::{Journal, DEFAULT_MAX_BYTES};
+use crate::journal::Journal;
 use crate::sink::{Encoder, Sink};
 use crate::stats::Stats;
 
@@ -63,17 +63,24 @@ struct Setup {
     shared: Arc<Shared>,
 }
 
-fn setup(cfg: Config) -> Result<Setup, String> {
-    let sink = Sink::from_config(&cfg).map_err(|e| e.to_string())?;
+/// Checks what the config needs from the machine ([`preflight::check`], as `check` does), then
+/// creates it: the destination, the dead-letter file, the journal.
+fn setup(cfg: Config) -> Result<Setup, ConfigError> {
+    preflight::check(&cfg)?;
+    let sink = Sink::from_config(&cfg).map_err(|e| cfg.locate(e))?;
     let encoder = Encoder::from_config(&cfg);
     let stats = Arc::new(Stats::default());
     let DeadLetterConfig { path } = cfg.dead_letter.clone();
-    let dead = DeadLetter::new(&cfg.name(), path.clone(), stats.clone())
-        .map_err(|e| format!("cannot open dead-letter file {}: {e}", path.unwrap_or_default().display()))?;
-    let journal = if cfg.journal.enabled.unwrap_or(true) {
+    let dead = DeadLetter::new(&cfg.name(), path.clone(), stats.clone()).map_err(|e| {
+        let msg = format!("[dead_letter] path: cannot open dead-letter file {}: {e}", path.unwrap_or_default().display());
+        cfg.locate(ConfigError::new(msg).with_key("dead_letter.path"))
+    })?;
+    let journal = if cfg.journal.enabled {
         let dir = cfg.journal_dir();
-        let j = Journal::open(&dir, cfg.journal.max_bytes.unwrap_or(DEFAULT_MAX_BYTES), cfg.journal.fsync.unwrap_or(false))
-            .map_err(|e| format!("cannot create journal in {}: {e} (set [journal] dir to a writable directory)", dir.display()))?;
+        let j = Journal::open(&dir, cfg.journal.max_bytes, cfg.journal.fsync).map_err(|e| {
+            let msg = format!("[journal] dir: cannot create journal in {}: {e} (set [journal] dir to a writable directory)", dir.display());
+            cfg.locate(ConfigError::new(msg).with_key("journal.dir"))
+        })?;
         Some(j)
     } else {
         log::warn!("[journal] enabled = false: events accepted in a transaction are lost if this program dies before COMMIT (rsyslog issue #2420)");
@@ -121,7 +128,7 @@ pub fn run(cfg: Config) -> i32 {
 /// Runs the protocol on the given streams instead of stdin/stdout (no signal handling).
 /// Returns the exit code, or the setup error (in which case nothing was written to `output`).
 pub fn run_on<R: io::BufRead, W: Write>(cfg: Config, input: R, output: &mut W) -> Result<i32, String> {
-    let Setup { sink, encoder, journal, shared } = setup(cfg)?;
+    let Setup { sink, encoder, journal, shared } = setup(cfg).map_err(|e| e.to_string())?;
     Ok(serve(input, output, &|| false, sink, encoder, journal, shared))
 }
 

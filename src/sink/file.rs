@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use super::Attempt;
 use crate::flock::FlockGuard;
 use crate::batch::Batch;
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, FileDestination};
 
 pub struct FileSink {
     path: PathBuf,
@@ -51,10 +51,12 @@ fn end_partial_record(file: &File) -> std::io::Result<()> {
 }
 
 impl FileSink {
-    pub fn new(cfg: &Config) -> Result<FileSink, ConfigError> {
-        let path = cfg.destination.path.clone().expect("validated");
-        let file = open_append(&path).map_err(|e| ConfigError(format!("cannot open {} for appending: {e}", path.display())))?;
-        Ok(FileSink { path, fsync: cfg.destination.fsync.unwrap_or(true), file: Some(file), scratch: Vec::new() })
+    pub fn new(d: &FileDestination) -> Result<FileSink, ConfigError> {
+        let path = d.path.clone();
+        let file = open_append(&path).map_err(|e| {
+            ConfigError::new(format!("[destination] path: cannot open {} for appending: {e}", path.display())).with_key("destination.path")
+        })?;
+        Ok(FileSink { path, fsync: d.fsync, file: Some(file), scratch: Vec::new() })
     }
 
     pub fn reopen(&mut self) {
@@ -106,6 +108,7 @@ impl FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Destination};
 
     fn batch(records: &[&str]) -> Batch {
         let mut b = Batch::default();
@@ -122,7 +125,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.ndjson");
         let cfg = Config::parse(&format!("[destination]\ntype = \"file\"\npath = \"{}\"\nfsync = false\n", path.display())).unwrap();
-        let mut sink = FileSink::new(&cfg).unwrap();
+        let Destination::File(d) = &cfg.destination else { panic!("{cfg:?}") };
+        let mut sink = FileSink::new(d).unwrap();
         assert_eq!(sink.deliver(&batch(&["{\"a\":1}\n"]), &[0]), Attempt::ok());
         // Another instance was killed in the middle of its write.
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"b\":").unwrap();

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::Attempt;
 use crate::batch::Batch;
-use crate::config::{read_secret, Config, ConfigError, HttpPreset};
+use crate::config::{read_secret, ConfigError, HttpDestination, HttpPreset};
 use crate::event::Event;
 use crate::format::jsonw::{write_str, JsonObj};
 use crate::format::Format;
@@ -58,13 +58,29 @@ fn endpoint(url: &str, preset: HttpPreset) -> String {
     }
 }
 
-fn tls_config(cfg: &Config) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
-    let d = &cfg.destination;
+/// True when the sink will load `ca_file` (an `https://` URL with certificate checks on).
+pub fn uses_ca_file(d: &HttpDestination) -> bool {
+    d.url.starts_with("https://") && d.tls_verify
+}
+
+/// The PEM certificates of a `ca_file` (at least one).
+pub fn load_ca_file(ca: &std::path::Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    let pem = std::fs::read(ca).map_err(|e| ConfigError::new(format!("cannot read ca_file {}: {e}", ca.display())))?;
+    let certs = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::new(format!("ca_file {}: {e}", ca.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(format!("ca_file {} holds no PEM certificate", ca.display())));
+    }
+    Ok(certs)
+}
+
+fn tls_config(d: &HttpDestination) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError(format!("TLS setup: {e}")))?;
-    if d.tls_verify == Some(false) {
+        .map_err(|e| ConfigError::new(format!("TLS setup: {e}")))?;
+    if !d.tls_verify {
         log::warn!("[destination] tls_verify = false: the server's certificate is NOT checked; anyone on the path can read and forge deliveries");
         let verifier = Arc::new(NoVerify(provider));
         return Ok(Arc::new(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()));
@@ -77,15 +93,8 @@ fn tls_config(cfg: &Config) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
         Err(e) => log::warn!("cannot load the system's root certificates: {e}"),
     }
     if let Some(ca) = &d.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| ConfigError(format!("cannot read ca_file {}: {e}", ca.display())))?;
-        let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| ConfigError(format!("ca_file {}: {e}", ca.display())))?;
-            roots.add(cert).map_err(|e| ConfigError(format!("ca_file {}: {e}", ca.display())))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(ConfigError(format!("ca_file {} holds no PEM certificate", ca.display())));
+        for cert in load_ca_file(ca).map_err(|e| ConfigError::new(format!("[destination] {e}")).with_key("destination.ca_file"))? {
+            roots.add(cert).map_err(|e| ConfigError::new(format!("[destination] ca_file {}: {e}", ca.display())))?;
         }
     }
     Ok(Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
@@ -127,39 +136,37 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 }
 
 impl HttpSink {
-    pub fn new(cfg: &Config) -> Result<HttpSink, ConfigError> {
-        let d = &cfg.destination;
-        let preset = cfg.http_preset();
-        let url = endpoint(d.url.as_deref().expect("validated"), preset);
-        let timeout = Duration::from_secs(d.timeout_secs.unwrap_or(30));
+    /// Builds the sink (reads the secret files and `ca_file`; the world-readable warnings are
+    /// [`crate::config::preflight::check`]'s).
+    pub fn new(d: &HttpDestination) -> Result<HttpSink, ConfigError> {
+        let preset = d.preset;
+        let url = endpoint(&d.url, preset);
+        let timeout = Duration::from_secs(d.timeout_secs);
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .max_idle_connections_per_host(4);
         if url.starts_with("https://") {
-            builder = builder.tls_config(tls_config(cfg)?);
+            builder = builder.tls_config(tls_config(d)?);
         }
         let auth = if let Some(tf) = &d.token_file {
-            let token = read_secret(tf).map_err(|e| ConfigError(format!("[destination] token_file: {e}")))?;
+            let token = read_secret(tf).map_err(|e| ConfigError::new(format!("[destination] token_file: {e}")))?;
             Some(match preset {
                 HttpPreset::SplunkHec => format!("Splunk {token}"),
                 _ => format!("Bearer {token}"),
             })
         } else if let (Some(user), Some(pf)) = (&d.username, &d.password_file) {
-            let password = read_secret(pf).map_err(|e| ConfigError(format!("[destination] password_file: {e}")))?;
+            let password = read_secret(pf).map_err(|e| ConfigError::new(format!("[destination] password_file: {e}")))?;
             Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
         } else {
             None
         };
-        if auth.is_some() {
-            crate::config::warn_if_world_readable(&cfg.source_path);
-        }
         Ok(HttpSink {
             agent: builder.build(),
             url,
             preset,
             auth,
-            gzip: d.gzip.unwrap_or(false),
+            gzip: d.gzip,
             scratch: Vec::new(),
             gz: Vec::new(),
         })
@@ -168,13 +175,12 @@ impl HttpSink {
 }
 
 impl HttpEncoder {
-    pub fn new(cfg: &Config) -> HttpEncoder {
-        let d = &cfg.destination;
+    pub fn new(d: &HttpDestination) -> HttpEncoder {
         HttpEncoder {
-            format: cfg.format(),
-            preset: cfg.http_preset(),
-            index: d.index.clone().unwrap_or_else(|| "qumulo-audit".into()),
-            sourcetype: d.sourcetype.clone().unwrap_or_else(|| "qumulo:audit".into()),
+            format: d.format,
+            preset: d.preset,
+            index: d.index.clone(),
+            sourcetype: d.sourcetype.clone(),
             source: d.source.clone(),
         }
     }

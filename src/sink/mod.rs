@@ -8,7 +8,7 @@ pub mod http;
 pub mod syslog;
 
 use crate::batch::Batch;
-use crate::config::{Config, ConfigError, DestinationKind};
+use crate::config::{Config, ConfigError, Destination};
 use crate::event::Event;
 use crate::format::Format;
 
@@ -56,10 +56,10 @@ pub enum Encoder {
 
 impl Encoder {
     pub fn from_config(cfg: &Config) -> Encoder {
-        match cfg.kind() {
-            DestinationKind::File => Encoder::Lines(cfg.format()),
-            DestinationKind::Http => Encoder::Http(http::HttpEncoder::new(cfg)),
-            DestinationKind::Syslog => Encoder::Syslog(syslog::SyslogEncoder::new(cfg)),
+        match &cfg.destination {
+            Destination::File(d) => Encoder::Lines(d.format),
+            Destination::Http(d) => Encoder::Http(http::HttpEncoder::new(d)),
+            Destination::Syslog(d) => Encoder::Syslog(syslog::SyslogEncoder::new(d)),
         }
     }
 
@@ -83,12 +83,13 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// Builds the destination from its config (reads secrets, loads CA files, opens files).
+    /// Builds the destination from its config (reads secrets, loads CA files, opens files,
+    /// creating the destination file and its directories).
     pub fn from_config(cfg: &Config) -> Result<Sink, ConfigError> {
-        Ok(match cfg.kind() {
-            DestinationKind::File => Sink::File(file::FileSink::new(cfg)?),
-            DestinationKind::Http => Sink::Http(http::HttpSink::new(cfg)?),
-            DestinationKind::Syslog => Sink::Syslog(syslog::SyslogSink::new(cfg)?),
+        Ok(match &cfg.destination {
+            Destination::File(d) => Sink::File(file::FileSink::new(d)?),
+            Destination::Http(d) => Sink::Http(http::HttpSink::new(d)?),
+            Destination::Syslog(d) => Sink::Syslog(syslog::SyslogSink::new(d)),
         })
     }
 

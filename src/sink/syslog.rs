@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::Attempt;
 use crate::batch::Batch;
-use crate::config::{Config, ConfigError};
+use crate::config::{Framing, Header, Protocol, SyslogDestination};
 use crate::event::Event;
 use crate::format::Format;
 use crate::time::{civil_from_days, Timestamp};
@@ -47,40 +47,30 @@ pub struct SyslogSink {
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 impl SyslogSink {
-    pub fn new(cfg: &Config) -> Result<SyslogSink, ConfigError> {
-        let d = &cfg.destination;
+    pub fn new(d: &SyslogDestination) -> SyslogSink {
         // Resolved at each connect, not here: a DNS outage at start-up must not stop the
         // program from starting (rsyslog would restart it in a loop); deliveries retry instead.
-        let address = d.address.clone().expect("validated");
-        Ok(SyslogSink {
-            address,
-            transport: transport_of(cfg),
-            tcp: None,
-            udp: None,
-            scratch: Vec::new(),
-        })
+        SyslogSink { address: d.address.clone(), transport: transport_of(d.protocol), tcp: None, udp: None, scratch: Vec::new() }
     }
 
 }
 
-fn transport_of(cfg: &Config) -> Transport {
-    if cfg.destination.protocol.as_deref() == Some("udp") {
-        Transport::Udp
-    } else {
-        Transport::Tcp
+fn transport_of(p: Protocol) -> Transport {
+    match p {
+        Protocol::Tcp => Transport::Tcp,
+        Protocol::Udp => Transport::Udp,
     }
 }
 
 impl SyslogEncoder {
-    pub fn new(cfg: &Config) -> SyslogEncoder {
-        let d = &cfg.destination;
+    pub fn new(d: &SyslogDestination) -> SyslogEncoder {
         SyslogEncoder {
-            format: cfg.format(),
-            transport: transport_of(cfg),
-            octet_counting: d.framing.as_deref() != Some("newline"),
-            rfc5424: d.header.as_deref() != Some("rfc3164"),
-            app_name: d.app_name.clone().unwrap_or_else(|| "qumulo-audit".into()),
-            facility: d.facility.unwrap_or(13),
+            format: d.format,
+            transport: transport_of(d.protocol),
+            octet_counting: d.framing == Framing::OctetCounting,
+            rfc5424: d.header == Header::Rfc5424,
+            app_name: d.app_name.clone(),
+            facility: d.facility,
         }
     }
 
@@ -249,6 +239,7 @@ fn peer_closed(s: &mut TcpStream) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Destination};
 
     #[test]
     fn udp_record_too_big_for_a_datagram_is_rejected_the_rest_sent() {
@@ -259,7 +250,8 @@ mod tests {
             rx.local_addr().unwrap()
         );
         let cfg = Config::parse(&text).unwrap();
-        let mut sink = SyslogSink::new(&cfg).unwrap();
+        let Destination::Syslog(d) = &cfg.destination else { panic!("{cfg:?}") };
+        let mut sink = SyslogSink::new(d);
         let mut batch = Batch::default();
         for rec in [vec![b'a'; 70_000], b"<110>small".to_vec()] {
             let st = batch.begin_record();

@@ -2,6 +2,7 @@
 //!
 //! Every helper waits with a timeout and panics with context (what it waited for, what it saw,
 //! the relevant logs) instead of hanging. Modules:
+//! - [`config`]: `ConfigToml`, the one builder of destination config files.
 //! - [`rsyslog`]: a real, unprivileged `rsyslogd` in a temp work dir, with imtcp on a free port.
 //! - [`sender`]: numbered Qumulo audit lines (CSV and JSON bodies, RFC 3164 framed) and a TCP sender.
 //! - [`http`]: `MockHttp`, a local HTTP/1.1 server speaking Splunk HEC, Elasticsearch bulk and
@@ -13,6 +14,7 @@
 //!   sender, omprog children to SIGKILL, program starts, impstats queue figures, result lines).
 #![allow(dead_code)]
 
+pub mod config;
 pub mod http;
 pub mod omprog_driver;
 pub mod rsyslog;

@@ -1,0 +1,158 @@
+//! Parsing and validation of whole documents: messages, lines and keys.
+
+use super::*;
+
+#[test]
+fn smallest_file_and_http_configs() {
+    let c = Config::parse(
+        "[destination]\ntype = \"file\"\npath = \"/var/log/qumulo-audit-broker/events.ndjson\"\nformat = \"json\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.kind(), DestinationType::File);
+    let c = Config::parse(
+        "[destination]\ntype = \"http\"\nurl = \"http://127.0.0.1:8080/ingest\"\npreset = \"ndjson\"\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let Destination::Http(h) = &c.destination else { panic!("{c:?}") };
+    assert_eq!(h.preset, HttpPreset::Ndjson);
+    assert_eq!(c.batch.max_events, 1000);
+}
+
+#[test]
+fn unknown_keys_name_key_and_line() {
+    let e = Config::parse("[destination]\ntype = \"file\"\npath = \"/x\"\ncolour = \"red\"\n").unwrap_err();
+    assert!(e.to_string().contains("line 4"), "{e}");
+    assert!(e.to_string().contains("colour"), "{e}");
+    let e = Config::parse("[destination]\ntype = \"file\"\npath = \"/x\"\n[batch]\nmax_event = 5\n").unwrap_err();
+    assert!(e.to_string().contains("line 5") && e.to_string().contains("max_event"), "{e}");
+}
+
+#[test]
+fn keys_of_other_types_and_bad_values() {
+    let cases = [
+        ("[destination]\ntype = \"file\"\npath = \"/x\"\nurl = \"http://a\"\n", "`url` does not apply"),
+        ("[destination]\ntype = \"ftp\"\n", "expected \"file\""),
+        ("[destination]\ntype = \"file\"\n", "needs `path`"),
+        ("[destination]\ntype = \"file\"\npath = \"/x\"\nformat = \"xml\"\n", "format"),
+        ("[destination]\ntype = \"http\"\nurl = \"ftp://x\"\n", "http://"),
+        ("[destination]\ntype = \"http\"\nurl = \"http://x\"\npreset = \"kafka\"\n", "preset"),
+        ("[destination]\ntype = \"http\"\nurl = \"http://x\"\npreset = \"elasticsearch-bulk\"\nformat = \"cef\"\n", "JSON format"),
+        ("[destination]\ntype = \"syslog\"\naddress = \"nohostport\"\n", "host:port"),
+        ("[destination]\ntype = \"syslog\"\naddress = \"h:514\"\nprotocol = \"sctp\"\n", "protocol"),
+        ("[destination]\ntype = \"file\"\npath = \"/x\"\n[cluster]\nsource = \"fixed\"\n", "needs `name`"),
+        ("[destination]\ntype = \"file\"\npath = \"/x\"\n[batch]\nmax_events = 0\n", "max_events"),
+        ("[destination]\ntype = \"file\"\npath = \"/x\"\n[journal]\nmax_bytes = 1000\n", "[journal] max_bytes must be at least"),
+    ];
+    for (text, want) in cases {
+        let e = Config::parse(text).unwrap_err();
+        assert!(e.to_string().contains(want), "{text:?}: {e}");
+    }
+}
+
+const FILE: &str = "[destination]\ntype = \"file\"\npath = \"/x\"\n";
+
+/// Every refused value: the error names the key and its line, says what is accepted, and is
+/// one line.
+#[test]
+fn refused_values_name_key_and_line() {
+    let http = |extra: &str| format!("[destination]\ntype = \"http\"\nurl = \"http://h:8088\"\n{extra}");
+    let syslog = |extra: &str| format!("[destination]\ntype = \"syslog\"\naddress = \"h:514\"\n{extra}");
+    let cases: Vec<(String, &str, usize, &str)> = vec![
+        (format!("{FILE}colour = 1\n"), "", 4, "unknown field `colour`"),
+        ("[destination]\ntype = \"http\"\nurl = \"localhost:8088\"\n".into(), "destination.url", 3, "http://"),
+        ("[destination]\ntype = \"http\"\nurl = \"http://\"\n".into(), "destination.url", 3, "no host"),
+        ("[destination]\ntype = \"http\"\nurl = \"https://h:0/x\"\n".into(), "destination.url", 3, "1..=65535"),
+        (http("timeout_secs = 0\n"), "destination.timeout_secs", 4, "between 1 and 3600"),
+        (http("timeout_secs = 9223372036854775807\n"), "destination.timeout_secs", 4, "between 1 and 3600"),
+        (http("username = \"u\"\n"), "destination.username", 4, "go together"),
+        (http("tls_verify = \"no\"\n"), "", 4, "expected a boolean"),
+        ("[destination]\ntype = \"syslog\"\naddress = \"h:0\"\n".into(), "destination.address", 3, "1..=65535"),
+        ("[destination]\ntype = \"syslog\"\naddress = \"h:70000\"\n".into(), "destination.address", 3, "1..=65535"),
+        (syslog("app_name = \"my app\"\n"), "destination.app_name", 4, "RFC 5424 APP-NAME"),
+        (syslog(&format!("app_name = \"{}\"\n", "a".repeat(60))), "destination.app_name", 4, "RFC 5424 APP-NAME"),
+        (syslog("facility = 24\n"), "destination.facility", 4, "0..=23"),
+        (syslog("framing = \"lf\"\n"), "", 4, "expected \"octet-counting\" or \"newline\""),
+        (syslog("header = \"5424\"\n"), "", 4, "expected \"rfc5424\" or \"rfc3164\""),
+        (format!("{FILE}[batch]\nmax_events = 0\n"), "batch.max_events", 5, "between 1 and 1000000"),
+        (format!("{FILE}[batch]\nmax_bytes = 9223372036854775807\n"), "batch.max_bytes", 5, "between 1024 and"),
+        (format!("{FILE}[retry]\ninitial_backoff_ms = 0\n"), "retry.initial_backoff_ms", 5, "between 1 and"),
+        (format!("{FILE}[retry]\nmax_backoff_ms = 9223372036854775807\n"), "retry.max_backoff_ms", 5, "between 0 and 3600000"),
+        (format!("{FILE}[retry]\nmax_elapsed_secs = 9223372036854775807\n"), "retry.max_elapsed_secs", 5, "between 0 and 86400"),
+        (format!("{FILE}[retry]\nkeepalive_ms = 9223372036854775807\n"), "retry.keepalive_ms", 5, "between 1 and 600000"),
+        (format!("{FILE}[stats]\ninterval_secs = 9223372036854775807\n"), "stats.interval_secs", 5, "between 0 and 86400"),
+        (format!("{FILE}[input]\nmax_line = 100\n"), "input.max_line", 5, "between 256 and"),
+        (format!("{FILE}[input]\ntype_cache_entries = 9223372036854775807\n"), "input.type_cache_entries", 5, "between 0 and"),
+        (format!("{FILE}[journal]\nmax_bytes = 9223372036854775807\n"), "journal.max_bytes", 5, "between 65538 and"),
+        (format!("{FILE}[cluster]\nsource = \"node\"\n"), "", 5, "expected \"envelope\", \"fixed\" or \"hostname\""),
+        (format!("{FILE}url = \"http://h\"\n"), "destination.url", 4, "does not apply to type = \"file\""),
+        (format!("{FILE}format = \"xml\"\n"), "", 4, "expected \"json\", \"ecs\", \"ocsf\", \"cef\" or \"leef\""),
+        ("[destination]\ntype = \"ftp\"\n".into(), "", 2, "expected \"file\", \"http\" or \"syslog\""),
+        ("# a comment\n[destination]\ntype = \"syslog\"\n".into(), "destination.address", 3, "needs `address` (host:port)"),
+    ];
+    for (text, key, line, want) in cases {
+        let e = Config::parse(&text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains(want), "{text:?}: {shown}");
+        assert_eq!(e.line, Some(line), "{text:?}: {shown}");
+        assert!(shown.starts_with(&format!("line {line}: ")), "{shown}");
+        if !key.is_empty() {
+            assert_eq!(e.key.as_deref(), Some(key), "{text:?}: {shown}");
+            let bare = key.split('.').nth(1).unwrap();
+            assert!(shown.contains(bare), "names the key: {shown}");
+        }
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+    }
+}
+
+#[test]
+fn load_names_the_file_and_toml_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dup.toml");
+    std::fs::write(&p, format!("{FILE}[batch]\n[batch]\n")).unwrap();
+    let e = Config::load(&p).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}: line 5: ", p.display())), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+/// The shipped configs load, with the values they spell out.
+#[test]
+fn packaged_configs_load() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/etc");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".toml") || name.ends_with(".toml.example")) {
+            continue;
+        }
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.batch.max_events, 1000);
+        n += 1;
+        match &c.destination {
+            Destination::Http(h) if name.starts_with("splunk") => {
+                assert_eq!((h.preset, h.format, h.gzip, h.timeout_secs), (HttpPreset::SplunkHec, Format::Json, true, 30));
+                assert!(h.token_file.is_some() && h.tls_verify);
+            }
+            Destination::Http(h) => assert_eq!((h.preset, h.format), (HttpPreset::ElasticsearchBulk, Format::Ecs)),
+            Destination::Syslog(s) if name.contains("leef") => {
+                assert_eq!((s.framing, s.header, s.format), (Framing::Newline, Header::Rfc3164, Format::Leef))
+            }
+            Destination::Syslog(s) => {
+                assert_eq!((s.protocol, s.framing, s.header, s.format), (Protocol::Tcp, Framing::OctetCounting, Header::Rfc5424, Format::Cef));
+                assert_eq!((s.app_name.as_str(), s.facility), ("qumulo-audit", 13));
+            }
+            Destination::File(f) => assert!(f.fsync && f.format == Format::Json),
+        }
+    }
+    assert_eq!(n, 5);
+}
+
+#[test]
+fn defaults() {
+    let c = Config::parse(FILE).unwrap();
+    assert_eq!(c.journal.max_bytes, crate::journal::DEFAULT_MAX_BYTES);
+    assert!(c.journal.enabled && !c.journal.fsync);
+    assert_eq!((c.retry.initial_backoff_ms, c.retry.max_backoff_ms, c.retry.max_elapsed_secs, c.retry.keepalive_ms), (200, 30_000, 60, 1000));
+    assert_eq!(c.cluster.source, ClusterSourceKind::Envelope);
+    assert_eq!(c.format(), Format::Json);
+}
