@@ -332,12 +332,15 @@ pub fn scan_bsd(s: &[u8], now: &Timestamp) -> Result<Option<(Timestamp, usize)>,
     }
     let (now_year, _, _) = civil_from_days(now.secs.div_euclid(86_400));
     let sod = (h * 3600 + mi * 60 + se.min(59)) as i64;
-    let secs = (0..=BSD_YEARS_BACK)
-        .map(|back| now_year - back)
-        .filter(|&year| d <= days_in_month(year, mo))
-        .map(|year| days_from_civil(year, mo, d) * 86_400 + sod)
-        .find(|&at| at <= now.secs + 86_400)
-        .expect("every date that exists in some year exists in one of the last eight");
+    let at = |year: i64| (d <= days_in_month(year, mo)).then(|| days_from_civil(year, mo, d) * 86_400 + sod);
+    let secs = match at(now_year) {
+        // The common case: this year's date, not in the future.
+        Some(secs) if secs <= now.secs + 86_400 => secs,
+        _ => (1..=BSD_YEARS_BACK)
+            .filter_map(|back| at(now_year - back))
+            .find(|&secs| secs <= now.secs + 86_400)
+            .expect("every date that exists in some year exists in one of the last eight"),
+    };
     Ok(Some((Timestamp { secs, nanos, frac_digits }, i)))
 }
 

@@ -28,10 +28,22 @@ pub const MAX_FILE_ID_DIGITS: usize = 40;
 /// Longest node name (RFC 1035 names are shorter; RFC 5424's HOSTNAME field allows 255).
 pub const MAX_NODE: usize = 255;
 
+/// Bytes a Qumulo token may hold: `[A-Za-z0-9_.-]`.
+static TOKEN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
+        b += 1;
+    }
+    t
+};
+
 /// A Qumulo token: 1 to [`MAX_TOKEN`] of `[A-Za-z0-9_.-]`.
 #[inline]
 pub fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_TOKEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    !s.is_empty() && s.len() <= MAX_TOKEN && s.bytes().all(|b| TOKEN_BYTE[b as usize])
 }
 
 /// Decimal digits only, 1 to [`MAX_FILE_ID_DIGITS`] of them.
@@ -43,31 +55,58 @@ pub fn is_file_id(s: &str) -> bool {
 /// An IPv4 or IPv6 address as std reads it, or an IPv6 address with a zone id
 /// (`fe80::1%eth0`; the zone is 1 to 64 of `[A-Za-z0-9_.-]`).
 pub fn is_ip(s: &str) -> bool {
+    if let Some(v4) = is_plain_ipv4(s.as_bytes()) {
+        return v4;
+    }
     if s.parse::<IpAddr>().is_ok() {
         return true;
     }
     match s.split_once('%') {
         Some((addr, zone)) => {
-            !zone.is_empty()
-                && zone.len() <= 64
-                && zone.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-                && addr.parse::<Ipv6Addr>().is_ok()
+            !zone.is_empty() && zone.len() <= 64 && zone.bytes().all(|b| TOKEN_BYTE[b as usize]) && addr.parse::<Ipv6Addr>().is_ok()
         }
         None => false,
     }
 }
 
+/// The hot path of [`is_ip`] (nearly every client address is IPv4): `Some(valid)` for a string
+/// of digits and dots, decided exactly as std's `Ipv4Addr` parser decides (four parts of 1 to 3
+/// digits, each at most 255, no leading zero); `None` for anything else, which std then reads.
+/// One pass; a test checks it against std on every string of up to 7 digits and dots and on
+/// random longer ones.
+#[inline]
+fn is_plain_ipv4(b: &[u8]) -> Option<bool> {
+    let (mut dots, mut value, mut digits, mut ok) = (0u32, 0u32, 0u32, b.len() <= 15);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                ok &= !(digits > 0 && value == 0); // no leading zero
+                value = (value * 10 + u32::from(c - b'0')).min(256);
+                digits += 1;
+                ok &= value <= 255;
+            }
+            b'.' => {
+                ok &= digits > 0;
+                dots += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    Some(ok && dots == 3 && digits > 0)
+}
+
 /// A host name or address as a syslog header or the older CSV variant carries it.
 #[inline]
 pub fn is_node(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_NODE && s.bytes().all(|b| (0x21..0x7f).contains(&b) || b >= 0x80)
+    !s.is_empty() && s.len() <= MAX_NODE && s.bytes().all(|b| b > 0x20 && b != 0x7f)
 }
 
 /// No control character other than tab (C0, DEL; C1 controls are U+0080..U+009F).
 #[inline]
 pub fn is_text(s: &str) -> bool {
     // Fast path: printable ASCII and tab, which is what nearly every field is.
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t') {
+    if s.bytes().all(|b| b >= 0x20 && b < 0x7f || b == b'\t') {
         return true;
     }
     !s.chars().any(|c| c.is_control() && c != '\t')
@@ -157,6 +196,45 @@ mod tests {
         ] {
             assert!(!is_ip(bad), "{bad}");
         }
+    }
+
+    /// The IPv4 fast path decides exactly as std, on every string of digits and dots up to 7
+    /// bytes long and on random longer ones.
+    #[test]
+    fn plain_ipv4_matches_std() {
+        let alphabet = [b'0', b'1', b'2', b'5', b'9', b'.'];
+        let mut check = |s: &[u8]| {
+            let text = std::str::from_utf8(s).unwrap();
+            let std_says = text.parse::<std::net::Ipv4Addr>().is_ok();
+            assert_eq!(is_plain_ipv4(s), Some(std_says), "{text}");
+        };
+        let mut buf = Vec::new();
+        fn all(buf: &mut Vec<u8>, alphabet: &[u8], left: usize, check: &mut dyn FnMut(&[u8])) {
+            check(buf);
+            if left == 0 {
+                return;
+            }
+            for &c in alphabet {
+                buf.push(c);
+                all(buf, alphabet, left - 1, check);
+                buf.pop();
+            }
+        }
+        all(&mut buf, &alphabet, 7, &mut check);
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = 7 + (state % 9) as usize;
+            let s: Vec<u8> = (0..len).map(|i| b"0123456789...."[((state >> (i * 4)) % 14) as usize]).collect();
+            check(&s);
+        }
+        for ok in ["255.255.255.255", "0.0.0.0", "10.20.0.1", "192.168.100.200"] {
+            check(ok.as_bytes());
+        }
+        assert_eq!(is_plain_ipv4(b"::1"), None);
+        assert_eq!(is_plain_ipv4(b"1.2.3.4.5.6.7.8"), Some(false));
     }
 
     #[test]

@@ -177,6 +177,11 @@ fn set(dst: &mut String, t: Text<'_>) {
 pub fn raw_scalar(raw: &RawValue) -> Result<Cow<'_, str>, String> {
     let t = raw.get();
     if t.starts_with('"') {
+        // A valid JSON string without escapes is its inner text (the common case: `"4"`).
+        let inner = &t[1..t.len() - 1];
+        if !inner.contains('\\') {
+            return Ok(Cow::Borrowed(inner));
+        }
         serde_json::from_str::<Text>(t).map(|text| text.0).map_err(|e| format!("invalid JSON: {e}"))
     } else {
         Ok(Cow::Borrowed(t))
@@ -229,88 +234,102 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
         let mut keys_seen = 0u32;
         let mut other_keys = Vec::new();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let bit = match key.as_ref() {
-                "user_id" => 1,
-                "user_ip" => 1 << 1,
-                "status" => 1 << 2,
-                "details" => 1 << 3,
-                "protocol" => 1 << 4,
-                "operation" => 1 << 5,
-                "ip_address" => 1 << 6,
-                "user" => 1 << 7,
-                "result" => 1 << 8,
-                "object_id" => 1 << 9,
-                "path_1" => 1 << 10,
-                "path_2" => 1 << 11,
-                "msg" => 1 << 12,
-                "uuid" => 1 << 13,
-                "time" => 1 << 14,
-                "cluster" => 1 << 15,
-                "fromhost_ip" => 1 << 16,
-                "hostname" => 1 << 17,
-                "timestamp" => 1 << 18,
-                "message" => 1 << 19,
-                _ => 0,
-            };
-            if bit != 0 {
-                once(&mut keys_seen, bit, &key)?;
-            }
             match key.as_ref() {
                 // Syslog JSON.
                 "user_id" => {
+                    once(&mut keys_seen, 1 << 0, &key)?;
                     seen.qumulo_json = true;
                     map.next_value_seed(UserSeed { ev })?;
                 }
                 "user_ip" => {
+                    once(&mut keys_seen, 1 << 1, &key)?;
                     seen.qumulo_json = true;
                     set(&mut ev.client_ip, map.next_value()?);
                 }
                 "status" => {
+                    once(&mut keys_seen, 1 << 2, &key)?;
                     seen.qumulo_json = true;
                     set(&mut ev.status, map.next_value()?);
                 }
                 "details" => {
+                    once(&mut keys_seen, 1 << 3, &key)?;
                     seen.qumulo_json = true;
                     map.next_value_seed(DetailsSeed { ev: &mut *ev, keys: &mut other_keys })?;
                 }
                 // Shared by syslog JSON and CloudWatch.
-                "protocol" => set(&mut ev.protocol, map.next_value()?),
-                "operation" => set(&mut ev.operation, map.next_value()?),
+                "protocol" => {
+                    once(&mut keys_seen, 1 << 4, &key)?;
+                    set(&mut ev.protocol, map.next_value()?);
+                }
+                "operation" => {
+                    once(&mut keys_seen, 1 << 5, &key)?;
+                    set(&mut ev.operation, map.next_value()?);
+                }
                 // CloudWatch.
                 "ip_address" => {
+                    once(&mut keys_seen, 1 << 6, &key)?;
                     seen.cloudwatch = true;
                     set(&mut ev.client_ip, map.next_value()?);
                 }
                 "user" => {
+                    once(&mut keys_seen, 1 << 7, &key)?;
                     seen.cloudwatch = true;
                     set(&mut ev.user.name, map.next_value()?);
                 }
                 "result" => {
+                    once(&mut keys_seen, 1 << 8, &key)?;
                     seen.cloudwatch = true;
                     set(&mut ev.status, map.next_value()?);
                 }
                 "object_id" => {
+                    once(&mut keys_seen, 1 << 9, &key)?;
                     seen.cloudwatch = true;
                     set_id(&mut ev.file_id, &mut map)?;
                 }
                 "path_1" => {
+                    once(&mut keys_seen, 1 << 10, &key)?;
                     seen.cloudwatch = true;
                     set(&mut ev.path, map.next_value()?);
                 }
                 "path_2" => {
+                    once(&mut keys_seen, 1 << 11, &key)?;
                     seen.cloudwatch = true;
                     set(&mut ev.target_path, map.next_value()?);
                 }
                 // Our envelope (docs/event-schema.md, "Envelope").
-                "msg" => seen.msg = Some(map.next_value()?),
-                "uuid" => seen.uuid = Some(map.next_value()?),
-                "time" => seen.envelope_time = Some(map.next_value()?),
-                "cluster" => seen.cluster = Some(map.next_value()?),
-                "fromhost_ip" => seen.fromhost_ip = Some(map.next_value()?),
-                "hostname" => seen.hostname = Some(map.next_value()?),
+                "msg" => {
+                    once(&mut keys_seen, 1 << 12, &key)?;
+                    seen.msg = Some(map.next_value()?);
+                }
+                "uuid" => {
+                    once(&mut keys_seen, 1 << 13, &key)?;
+                    seen.uuid = Some(map.next_value()?);
+                }
+                "time" => {
+                    once(&mut keys_seen, 1 << 14, &key)?;
+                    seen.envelope_time = Some(map.next_value()?);
+                }
+                "cluster" => {
+                    once(&mut keys_seen, 1 << 15, &key)?;
+                    seen.cluster = Some(map.next_value()?);
+                }
+                "fromhost_ip" => {
+                    once(&mut keys_seen, 1 << 16, &key)?;
+                    seen.fromhost_ip = Some(map.next_value()?);
+                }
+                "hostname" => {
+                    once(&mut keys_seen, 1 << 17, &key)?;
+                    seen.hostname = Some(map.next_value()?);
+                }
                 // CloudWatch export object.
-                "timestamp" => seen.cw_timestamp = Some(map.next_value()?),
-                "message" => seen.cw_message = Some(map.next_value()?),
+                "timestamp" => {
+                    once(&mut keys_seen, 1 << 18, &key)?;
+                    seen.cw_timestamp = Some(map.next_value()?);
+                }
+                "message" => {
+                    once(&mut keys_seen, 1 << 19, &key)?;
+                    seen.cw_message = Some(map.next_value()?);
+                }
                 _ => {
                     let raw = detail_value(&mut map, &mut other_keys, key.clone())?;
                     push_detail(&mut ev.details, &key, raw);
@@ -478,7 +497,7 @@ impl<'de, 'e, 'k> Visitor<'de> for DetailsSeed<'e, 'k, 'de> {
 /// meaning. The decision is the scan's, made before parsing (never read from an error's text).
 /// `scratch` holds the repaired text in that case.
 pub fn parse_object<'a>(text: &'a str, scratch: &'a mut String, ev: &mut Event) -> Result<Seen<'a>, String> {
-    if memchr::memchr(b'\\', text.as_bytes()).is_some() && lone_backslashes(text).next().is_some() {
+    if lone_backslashes(text).next().is_some() {
         scratch.clear();
         escape_lone_backslashes(text, scratch);
         return parse_strict(scratch, ev);
@@ -486,32 +505,28 @@ pub fn parse_object<'a>(text: &'a str, scratch: &'a mut String, ev: &mut Event) 
     parse_strict(text, ev)
 }
 
-/// Byte offsets of the backslashes inside JSON strings of `text` that start no valid escape.
+/// Byte offsets of the backslashes of `text` that start no valid JSON escape, found by jumping
+/// from backslash to backslash (memchr) and stepping over each valid escape. A backslash
+/// outside a string is invalid JSON whatever is done with it, so strings need not be tracked.
 fn lone_backslashes(text: &str) -> impl Iterator<Item = usize> + '_ {
     let b = text.as_bytes();
-    let mut in_str = false;
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i < b.len() {
-            let at = i;
-            i += 1;
-            match b[at] {
-                b'"' => in_str = !in_str,
-                b'\\' if in_str => {
-                    let valid = match b.get(at + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-                        Some(b'u') => b.get(at + 2..at + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
-                        _ => false,
-                    };
-                    if valid {
-                        i = at + 2;
-                    } else {
-                        return Some(at);
-                    }
-                }
-                _ => {}
+        while let Some(off) = memchr::memchr(b'\\', &b[i..]) {
+            let at = i + off;
+            let valid = match b.get(at + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+                Some(b'u') => b.get(at + 2..at + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+                _ => false,
+            };
+            if valid {
+                i = at + 2;
+            } else {
+                i = at + 1;
+                return Some(at);
             }
         }
+        i = b.len();
         None
     })
 }

@@ -164,7 +164,7 @@ impl Parser {
             Err(e) => return err(format!("line is not valid UTF-8 (at byte {})", e.valid_up_to())),
         };
         // A byte order mark may open a line written by a Windows relay or a file.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let text = if text.as_bytes().starts_with("\u{feff}".as_bytes()) { &text[3..] } else { text };
         let trimmed = text.trim_matches(|c| c == ' ' || c == '\t');
         if trimmed.is_empty() {
             return Ok(Parsed::Skip);
