@@ -1,5 +1,6 @@
 //! Canonical JSON: the project's own event rendering, one object per event, field names and
-//! order as documented in `docs/event-schema.md` (tests and users rely on them).
+//! order as documented in `docs/event-schema.md` (tests and users rely on them). `details` is
+//! written by [`super::details`], which guarantees one object without duplicate keys.
 
 use super::jsonw::JsonObj;
 use crate::event::Event;

@@ -2,7 +2,9 @@
 //! trailing newline) into a caller-owned buffer, so rendering allocates nothing per event.
 //!
 //! The helpers here are the choices several formats share (event category, severity, the
-//! human-readable event name), so that CEF, LEEF, ECS and OCSF never disagree about them.
+//! human-readable event name), so that CEF, LEEF, ECS and OCSF never disagree about them, and
+//! the escaping loop CEF and LEEF share ([`write_escaped`], table-driven: no control character
+//! is ever written raw). [`details`] writes the input's extra fields into the JSON formats.
 //! `docs/formats.md` documents every mapping.
 
 pub mod cef;
