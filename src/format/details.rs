@@ -31,7 +31,7 @@ use super::jsonw::{write_str, NEEDS_ESCAPE};
 pub const MAX_DEPTH: usize = 128;
 /// Limits of the allocation-free scan; beyond them the slow path decides.
 const FAST_DEPTH: usize = 16;
-const FAST_KEYS: usize = 48;
+const FAST_KEYS: usize = 32;
 
 /// Appends `details` as a JSON object value (see the module docs for the rules).
 pub fn write_details(out: &mut Vec<u8>, details: &str) {
@@ -44,9 +44,9 @@ pub fn write_details(out: &mut Vec<u8>, details: &str) {
 
 /// True when `b` is exactly one JSON object (no surrounding whitespace) whose keys hold no
 /// escape and never repeat within an object, with no surrogate escape anywhere, within the
-/// fast-scan limits. False says "take the slow path", not "invalid".
+/// fast-scan limits (and at most 64 KiB long, so key offsets fit 16 bits). False says "take the slow path", not "invalid".
 pub fn is_clean_object(b: &[u8]) -> bool {
-    if b.first() != Some(&b'{') || b.last() != Some(&b'}') {
+    if b.first() != Some(&b'{') || b.last() != Some(&b'}') || b.len() > u16::MAX as usize {
         return false;
     }
     let mut s = Scan { b, i: 0, keys: [(0, 0); FAST_KEYS], nkeys: 0 };
@@ -57,7 +57,7 @@ struct Scan<'a> {
     b: &'a [u8],
     i: usize,
     /// The keys of the objects open on the path to the current position, as byte ranges.
-    keys: [(u32, u32); FAST_KEYS],
+    keys: [(u16, u16); FAST_KEYS],
     nkeys: usize,
 }
 
@@ -122,7 +122,7 @@ impl Scan<'_> {
             if self.nkeys == FAST_KEYS {
                 return false;
             }
-            self.keys[self.nkeys] = (start as u32, (self.i - 1) as u32);
+            self.keys[self.nkeys] = (start as u16, (self.i - 1) as u16);
             self.nkeys += 1;
             self.ws();
             if self.peek() != b':' {
@@ -180,17 +180,15 @@ impl Scan<'_> {
 
     /// Scans a string starting at its opening quote. `Some(had_escape)`, or `None` when it is
     /// invalid, unterminated, or holds a surrogate escape.
+    #[inline]
     fn string(&mut self) -> Option<bool> {
         let b = self.b;
         let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            let c = *b.get(i)?;
-            if !NEEDS_ESCAPE[c as usize] {
-                i += 1;
-                continue;
-            }
-            match c {
+            // Plain bytes: one table lookup each, in a tight loop.
+            i += b.get(i..)?.iter().position(|&c| NEEDS_ESCAPE[c as usize])?;
+            match b[i] {
                 b'"' => {
                     self.i = i + 1;
                     return Some(escaped);
@@ -214,6 +212,11 @@ impl Scan<'_> {
         }
     }
 
+    #[inline]
+    fn digits(&self, i: usize) -> usize {
+        self.b[i..].iter().position(|c| !c.is_ascii_digit()).unwrap_or(self.b.len() - i)
+    }
+
     fn number(&mut self) -> bool {
         let b = self.b;
         let mut i = self.i;
@@ -222,35 +225,26 @@ impl Scan<'_> {
         }
         match b.get(i) {
             Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
+            Some(b'1'..=b'9') => i += self.digits(i),
             _ => return false,
         }
         if b.get(i) == Some(&b'.') {
-            i += 1;
-            let s = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == s {
+            let n = self.digits(i + 1);
+            if n == 0 {
                 return false;
             }
+            i += 1 + n;
         }
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
-            let s = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == s {
+            let n = self.digits(i);
+            if n == 0 {
                 return false;
             }
+            i += n;
         }
         self.i = i;
         true

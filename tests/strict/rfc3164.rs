@@ -32,11 +32,7 @@ pub fn parse(b: &[u8]) -> Result<Message<'_>, String> {
     let ts = b.get(close + 1..close + 16).ok_or("short TIMESTAMP")?;
     let ts = std::str::from_utf8(ts).map_err(|_| "TIMESTAMP not ASCII")?;
     let t = ts.as_bytes();
-    let day_ok = match (t[4], t[5]) {
-        (b' ', b'1'..=b'9') => true,
-        (b'1'..=b'2', b'0'..=b'9') | (b'3', b'0'..=b'1') => true,
-        _ => false,
-    };
+    let day_ok = matches!((t[4], t[5]), (b' ', b'1'..=b'9') | (b'1'..=b'2', b'0'..=b'9') | (b'3', b'0'..=b'1'));
     let num = |s: &[u8], max: u8| s.iter().all(u8::is_ascii_digit) && (s[0] - b'0') * 10 + (s[1] - b'0') <= max;
     if !MONTHS.contains(&&ts[0..3])
         || t[3] != b' '

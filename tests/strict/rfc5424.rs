@@ -11,6 +11,9 @@
 //! whose SD-NAMEs are 1..32 PRINTUSASCII except `=`, SP, `]`, `"` and whose PARAM-VALUEs are
 //! UTF-8 with `"`, `\` and `]` escaped. Header tokens are returned as written (`-` is NILVALUE).
 
+/// `(SD-ID, [(PARAM-NAME, unescaped PARAM-VALUE)])`.
+pub type SdElement = (String, Vec<(String, String)>);
+
 #[derive(Debug, PartialEq)]
 pub struct Message<'a> {
     pub pri: u8,
@@ -19,8 +22,8 @@ pub struct Message<'a> {
     pub app_name: String,
     pub procid: String,
     pub msgid: String,
-    /// `(SD-ID, [(PARAM-NAME, unescaped PARAM-VALUE)])`; empty for NILVALUE.
-    pub structured_data: Vec<(String, Vec<(String, String)>)>,
+    /// Empty for NILVALUE.
+    pub structured_data: Vec<SdElement>,
     /// The MSG octets (after its SP), if there was one.
     pub msg: Option<&'a [u8]>,
 }
@@ -152,7 +155,7 @@ fn sd_name(c: &mut Cursor<'_>, what: &str) -> Result<String, String> {
     Ok(String::from_utf8(n.to_vec()).unwrap())
 }
 
-fn structured_data(c: &mut Cursor<'_>) -> Result<Vec<(String, Vec<(String, String)>)>, String> {
+fn structured_data(c: &mut Cursor<'_>) -> Result<Vec<SdElement>, String> {
     let b = c.b;
     if b.get(c.i) == Some(&b'-') {
         c.i += 1;
