@@ -7,10 +7,14 @@
 //!   human-readable description from the action and object type (`Read file`,
 //!   `Change owner of directory`, see [`super::write_event_name`]); Severity is 1 on success,
 //!   3 for an ordinary failure, 5 for a refused operation ([`super::Severity`]).
-//! * Header escaping (spec): `\` -> `\\`, `|` -> `\|`. The header may not span lines, so CR and
-//!   LF become a space there.
+//! * Header escaping (spec): `\` -> `\\`, `|` -> `\|`.
 //! * Extension escaping (spec): `\` -> `\\`, `=` -> `\=`, CR -> `\r`, LF -> `\n`; `|` is not
-//!   escaped in the extension. No literal newline is ever written.
+//!   escaped in the extension.
+//! * No control character (C0, DEL) is ever written raw, in the header or the extension: those
+//!   the spec gives no escape for (NUL, tab, ESC, DEL..., and CR/LF in the header, which may
+//!   not span lines) are written `\xHH` (two lowercase hex digits). The spec has no such
+//!   escape, but since every literal backslash is escaped, `\x` can only be ours: the text
+//!   stays unambiguous and reversible (tests/strict/cef.rs reads it back).
 //! * Extension keys, in order (absent values are omitted): `rt` (event time, epoch ms),
 //!   `dvchost` (node), `dvc` (sending node's IP), `src` (client IP; `shost` if it is not an IP
 //!   address), `suser` (bare user name), `sntdom` (its domain), `suid` (SID, else Qumulo auth
@@ -23,32 +27,25 @@
 //!   failed renames too (the attempted target). A rename without a target keeps its path in
 //!   `filePath`.
 
-use super::{category, is_ip, write_event_name, write_int, write_pipe_header, KeyValues, Severity};
+use super::{category, escape_table, is_ip, write_event_name, write_int, write_pipe_header, EscapeTable, KeyValues, Severity};
 use crate::event::{split_path, Action, Event, ObjectType};
 
-/// Appends a header field with `\` and `|` escaped (CR/LF become spaces).
+/// Extension values: `\` -> `\\`, `=` -> `\=`, CR -> `\r`, LF -> `\n`, any other control
+/// character -> `\xHH`.
+static EXT_ESCAPES: EscapeTable = escape_table(&[(b'\\', b'\\'), (b'=', b'='), (b'\r', b'r'), (b'\n', b'n')]);
+
+/// Appends a header field: `\` -> `\\`, `|` -> `\|`, control characters -> `\xHH`.
 pub fn write_header_field(out: &mut Vec<u8>, s: &str) {
-    super::write_escaped(out, s, |c| match c {
-        b'\\' => Some(b"\\\\"),
-        b'|' => Some(b"\\|"),
-        b'\r' | b'\n' => Some(b" "),
-        _ => None,
-    });
+    super::write_header_field(out, s);
 }
 
-/// Appends an extension value with `\`, `=`, CR and LF escaped.
+/// Appends an extension value ([`EXT_ESCAPES`]).
 pub fn write_ext_value(out: &mut Vec<u8>, s: &str) {
-    super::write_escaped(out, s, |c| match c {
-        b'\\' => Some(b"\\\\"),
-        b'=' => Some(b"\\="),
-        b'\r' => Some(b"\\r"),
-        b'\n' => Some(b"\\n"),
-        _ => None,
-    });
+    super::write_escaped(out, s, &EXT_ESCAPES);
 }
 
 pub fn render(ev: &Event, out: &mut Vec<u8>) {
-    write_pipe_header(out, b"CEF:0|", write_header_field, &ev.operation);
+    write_pipe_header(out, b"CEF:0|", &ev.operation);
     write_event_name(ev, out); // fixed ASCII text, nothing to escape
     out.push(b'|');
     write_int(out, Severity::of(ev).cef() as i64);
@@ -171,8 +168,8 @@ mod tests {
     #[test]
     fn header_escaping() {
         let mut out = Vec::new();
-        write_header_field(&mut out, "a|b\\c\nd=e");
-        assert_eq!(out, b"a\\|b\\\\c d=e");
+        write_header_field(&mut out, "a|b\\c\nd=e\u{0}\u{7f}");
+        assert_eq!(out, b"a\\|b\\\\c\\x0ad=e\\x00\\x7f");
         let ev = Event { operation: "op|with\\bars".into(), status: "ok".into(), ..Event::default() };
         let line = render_str(&ev);
         assert!(line.starts_with("CEF:0|Qumulo|Qumulo Core|"), "{line}");
@@ -185,8 +182,8 @@ mod tests {
     #[test]
     fn extension_escaping() {
         let mut out = Vec::new();
-        write_ext_value(&mut out, "a=b\\c\r\nd|e f");
-        assert_eq!(out, b"a\\=b\\\\c\\r\\nd|e f");
+        write_ext_value(&mut out, "a=b\\c\r\nd|e f\t\u{1b}\u{7f}é");
+        assert_eq!(out, "a\\=b\\\\c\\r\\nd|e f\\x09\\x1b\\x7fé".as_bytes());
         let ev = Event {
             operation: "fs_read_data".into(),
             status: "ok".into(),

@@ -1,5 +1,6 @@
 //! Canonical JSON: the project's own event rendering, one object per event, field names and
-//! order as documented in `docs/event-schema.md` (tests and users rely on them).
+//! order as documented in `docs/event-schema.md` (tests and users rely on them). `details` is
+//! written by [`super::details`], which guarantees one object without duplicate keys.
 
 use super::jsonw::JsonObj;
 use crate::event::Event;
@@ -30,7 +31,7 @@ pub fn render(ev: &Event, out: &mut Vec<u8>) {
         .opt_str("path", &ev.path)
         .opt_str("target_path", &ev.target_path);
     if !ev.details.is_empty() {
-        o.raw("details", &ev.details);
+        super::details::write_details(o.raw_key("details"), &ev.details);
     }
     o.str("source_format", ev.source_format.as_str());
     o.end();

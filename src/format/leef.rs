@@ -5,12 +5,15 @@
 //!
 //! * The attribute delimiter is a tab, declared in the header as `x09` (LEEF 2.0 lets the
 //!   delimiter be given as a hex value).
-//! * Header fields: `\` -> `\\` and `|` -> `\|`; tab, CR and LF become a space.
-//! * Attribute values never contain the delimiter or a line break: tab, CR and LF are written as
-//!   the two-character sequences `\t`, `\r` and `\n`. Nothing else is changed, backslashes
-//!   included: QRadar does not unescape attribute values, so `AD\alice` or a path stays
-//!   readable as is (the price is that a literal `\t` in a value reads the same as an escaped
-//!   tab). `=` needs no escaping, a pair splits at its first `=`.
+//! * Header fields: `\` -> `\\`, `|` -> `\|`, control characters (tab, CR, LF included) ->
+//!   `\xHH`, so no value can add or shift a header field or change the declared delimiter.
+//! * Attribute values never contain the delimiter, a line break or any other control
+//!   character: tab, CR and LF are written as the two-character sequences `\t`, `\r` and `\n`,
+//!   other control characters (C0, DEL) as `\xHH`. QRadar does not unescape attribute values,
+//!   so backslashes are left alone where they cannot be misread (`AD\alice`, `a\b` stay as they
+//!   are) and doubled only before `\`, `t`, `r`, `n`, `x` or a control character: the text stays
+//!   readable and exactly reversible (tests/strict/leef.rs reads it back). `=` needs no
+//!   escaping, a pair splits at its first `=`.
 //! * Predefined keys: `devTime` with `devTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSX` (UTC, millisecond
 //!   precision; an explicit format, so QRadar never guesses), `cat` (our action, so a QID map can
 //!   key on operation + action), `sev` (1 success, 3 ordinary failure, 5 refused), `src` (client
@@ -20,7 +23,7 @@
 //!   `targetPath`, `clientAddress` (only when the client address is not an IP), `details` (extra
 //!   fields as compact JSON). Absent (empty) values are omitted.
 
-use super::{is_ip, write_int, write_pipe_header, KeyValues, Severity};
+use super::{escape_table, is_ip, write_int, write_pipe_header, EscapeTable, KeyValues, Severity, BACKSLASH_MINIMAL};
 use crate::event::{split_path, Action, Event, ObjectType};
 use crate::time::Timestamp;
 
@@ -30,28 +33,23 @@ pub const DELIMITER_HEADER: &str = "x09";
 /// `devTime`'s format, as a Java `SimpleDateFormat` pattern.
 pub const DEV_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
 
-/// Appends a header field with `\` and `|` escaped (tab, CR, LF become spaces).
+/// Attribute values: tab, CR, LF -> `\t`, `\r`, `\n`, any other control character -> `\xHH`,
+/// a backslash doubled only where it could be read as the start of one of those escapes.
+static VALUE_ESCAPES: EscapeTable =
+    escape_table(&[(b'\t', b't'), (b'\r', b'r'), (b'\n', b'n'), (b'\\', BACKSLASH_MINIMAL)]);
+
+/// Appends a header field: `\` -> `\\`, `|` -> `\|`, control characters (tab included) -> `\xHH`.
 pub fn write_header_field(out: &mut Vec<u8>, s: &str) {
-    super::write_escaped(out, s, |c| match c {
-        b'\\' => Some(b"\\\\"),
-        b'|' => Some(b"\\|"),
-        b'\t' | b'\r' | b'\n' => Some(b" "),
-        _ => None,
-    });
+    super::write_header_field(out, s);
 }
 
-/// Appends an attribute value with tab, CR and LF written as `\t`, `\r`, `\n`.
+/// Appends an attribute value ([`VALUE_ESCAPES`]).
 pub fn write_value(out: &mut Vec<u8>, s: &str) {
-    super::write_escaped(out, s, |c| match c {
-        b'\t' => Some(b"\\t"),
-        b'\r' => Some(b"\\r"),
-        b'\n' => Some(b"\\n"),
-        _ => None,
-    });
+    super::write_escaped(out, s, &VALUE_ESCAPES);
 }
 
 pub fn render(ev: &Event, out: &mut Vec<u8>) {
-    write_pipe_header(out, b"LEEF:2.0|", write_header_field, &ev.operation);
+    write_pipe_header(out, b"LEEF:2.0|", &ev.operation);
     out.extend_from_slice(DELIMITER_HEADER.as_bytes());
     out.push(b'|');
 
@@ -176,7 +174,11 @@ mod tests {
     fn header_escaping_and_non_ip_clients() {
         let mut out = Vec::new();
         write_header_field(&mut out, "a|b\\c\td");
-        assert_eq!(out, b"a\\|b\\\\c d");
+        assert_eq!(out, b"a\\|b\\\\c\\x09d");
+        // Backslashes are doubled only where they could start an escape.
+        out.clear();
+        write_value(&mut out, "AD\\alice C:\\temp \\x41 \\\\ \\\t\u{0}\u{7f} end\\");
+        assert_eq!(out, b"AD\\alice C:\\\\temp \\\\x41 \\\\\\ \\\\\\t\\x00\\x7f end\\");
         let ev = Event {
             operation: "smb_login".into(),
             status: "cred_error".into(),

@@ -2,10 +2,13 @@
 //! trailing newline) into a caller-owned buffer, so rendering allocates nothing per event.
 //!
 //! The helpers here are the choices several formats share (event category, severity, the
-//! human-readable event name), so that CEF, LEEF, ECS and OCSF never disagree about them.
+//! human-readable event name), so that CEF, LEEF, ECS and OCSF never disagree about them, and
+//! the escaping loop CEF and LEEF share ([`write_escaped`], table-driven: no control character
+//! is ever written raw). [`details`] writes the input's extra fields into the JSON formats.
 //! `docs/formats.md` documents every mapping.
 
 pub mod cef;
+pub mod details;
 pub mod ecs;
 pub mod json;
 pub mod jsonw;
@@ -224,27 +227,77 @@ pub fn is_ip(s: &str) -> bool {
     !s.is_empty() && s.parse::<std::net::IpAddr>().is_ok()
 }
 
-/// Appends `s`, replacing each byte for which `escape` returns a replacement (the escaping
-/// loop shared by CEF and LEEF; plain runs are copied whole).
-pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str, escape: impl Fn(u8) -> Option<&'static [u8]>) {
+/// How [`write_escaped`] writes each byte: [`PLAIN`] as itself, [`HEX`] as `\xHH` (two lowercase
+/// hex digits), [`BACKSLASH_MINIMAL`] as `\` or `\\` (LEEF, see [`write_escaped`]), any other
+/// value `c` as the two characters `\` `c`.
+pub(crate) type EscapeTable = [u8; 256];
+pub(crate) const PLAIN: u8 = 0;
+pub(crate) const HEX: u8 = 1;
+pub(crate) const BACKSLASH_MINIMAL: u8 = 2;
+
+/// An escape table: every control character (C0 and DEL) [`HEX`] unless `pairs` says otherwise,
+/// each `(byte, how)` of `pairs`, everything else [`PLAIN`].
+pub(crate) const fn escape_table(pairs: &[(u8, u8)]) -> EscapeTable {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = HEX;
+        c += 1;
+    }
+    t[0x7f] = HEX;
+    let mut i = 0;
+    while i < pairs.len() {
+        t[pairs[i].0 as usize] = pairs[i].1;
+        i += 1;
+    }
+    t
+}
+
+/// CEF and LEEF header fields: `\` -> `\\`, `|` -> `\|`, control characters -> `\xHH`.
+pub(crate) static HEADER_ESCAPES: EscapeTable = escape_table(&[(b'\\', b'\\'), (b'|', b'|')]);
+
+/// Appends `s` with each byte written as `table` says (the escaping loop shared by CEF and LEEF;
+/// plain runs are copied whole, so a field with nothing to escape costs one table lookup a byte
+/// and one copy).
+///
+/// [`BACKSLASH_MINIMAL`] (LEEF values, whose readers do not unescape): a backslash is written
+/// doubled only when the byte after it could be read as the rest of an escape (a byte `table`
+/// escapes, or `t`, `r`, `n`, `x`), and single otherwise, so `AD\alice` stays as it is while
+/// the text stays reversible.
+pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str, table: &EscapeTable) {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
-        if let Some(esc) = escape(c) {
-            out.extend_from_slice(&b[start..i]);
-            out.extend_from_slice(esc);
-            start = i + 1;
+        let how = table[c as usize];
+        if how == PLAIN {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        start = i + 1;
+        match how {
+            HEX => out.extend_from_slice(&[b'\\', b'x', HEX_DIGITS[(c >> 4) as usize], HEX_DIGITS[(c & 0xf) as usize]]),
+            BACKSLASH_MINIMAL => {
+                let ambiguous = b.get(i + 1).is_some_and(|&n| table[n as usize] != PLAIN || matches!(n, b't' | b'r' | b'n' | b'x'));
+                out.extend_from_slice(if ambiguous { b"\\\\" } else { b"\\" });
+            }
+            _ => out.extend_from_slice(&[b'\\', how]),
         }
     }
     out.extend_from_slice(&b[start..]);
 }
 
+/// Appends a CEF or LEEF header field ([`HEADER_ESCAPES`]).
+pub(crate) fn write_header_field(out: &mut Vec<u8>, s: &str) {
+    write_escaped(out, s, &HEADER_ESCAPES);
+}
+
 /// Writes the header CEF and LEEF share: `<magic>Vendor|Product|Version|<event id>|`, each
-/// field escaped by `escape_field`.
-pub(crate) fn write_pipe_header(out: &mut Vec<u8>, magic: &[u8], escape_field: fn(&mut Vec<u8>, &str), event_id: &str) {
+/// field escaped by [`write_header_field`].
+pub(crate) fn write_pipe_header(out: &mut Vec<u8>, magic: &[u8], event_id: &str) {
     out.extend_from_slice(magic);
     for field in [VENDOR, PRODUCT, VERSION, event_id] {
-        escape_field(out, field);
+        write_header_field(out, field);
         out.push(b'|');
     }
 }

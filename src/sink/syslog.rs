@@ -16,7 +16,7 @@ use super::Attempt;
 use crate::batch::Batch;
 use crate::config::{Framing, Header, Protocol, SyslogDestination};
 use crate::event::Event;
-use crate::format::Format;
+use crate::format::{write_int, Format};
 use crate::time::{civil_from_days, Timestamp};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,48 +75,97 @@ impl SyslogEncoder {
     }
 
     /// Frames one record: header, message, and TCP framing (UDP records are sent one per datagram).
+    ///
+    /// Header rules (docs/formats.md, "Syslog headers"): HOSTNAME is the node, else the cluster,
+    /// else `-`; it and APP-NAME / TAG hold only printable US-ASCII without spaces (33..126;
+    /// anything else becomes `_`, one per character) and are cut at the RFC's length (HOSTNAME
+    /// 255, APP-NAME 48, RFC 3164 TAG 32, which also excludes `:`, `[` and `]`). RFC 5424: PROCID
+    /// and STRUCTURED-DATA are always `-`; MSGID is the operation when it is 1 to 32 printable
+    /// US-ASCII characters, else `-` (every record format carries the operation anyway);
+    /// TIME-SECFRAC has at most 6 digits (truncated). Nothing in an event can add a header field,
+    /// shift one or add structured data.
     pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
         let format = self.format;
         rendered.clear();
         let severity = if ev.is_success() { 6 } else { 5 };
-        let pri = self.facility as u32 * 8 + severity;
+        let pri = self.facility as i64 * 8 + severity;
         let t = ev.time.unwrap_or_else(Timestamp::now);
-        let host = if !ev.node.is_empty() { ev.node.as_str() } else if !ev.cluster.is_empty() { ev.cluster.as_str() } else { "-" };
-        let host: String = host.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
+        let host = if !ev.node.is_empty() { ev.node.as_str() } else { ev.cluster.as_str() };
+        rendered.push(b'<');
+        write_int(rendered, pri);
         if self.rfc5424 {
-            let _ = write!(rendered, "<{pri}>1 ");
-            t.write_rfc3339(rendered);
-            let _ = write!(rendered, " {host} {} - {} - ", self.app_name, if ev.operation.is_empty() { "-" } else { &ev.operation });
+            rendered.extend_from_slice(b">1 ");
+            Timestamp { frac_digits: t.frac_digits.min(6), ..t }.write_rfc3339(rendered);
+            rendered.push(b' ');
+            write_header_token(rendered, host, 255, b"");
+            rendered.push(b' ');
+            write_header_token(rendered, &self.app_name, 48, b"");
+            rendered.extend_from_slice(b" - ");
+            let op = ev.operation.as_bytes();
+            if !op.is_empty() && op.len() <= 32 && op.iter().all(|&c| is_print_us_ascii(c)) {
+                rendered.extend_from_slice(op);
+            } else {
+                rendered.push(b'-');
+            }
+            rendered.extend_from_slice(b" - ");
         } else {
             let days = t.secs.div_euclid(86_400);
             let sod = t.secs.rem_euclid(86_400);
             let (_, m, d) = civil_from_days(days);
-            let _ = write!(
-                rendered,
-                "<{pri}>{} {:>2} {:02}:{:02}:{:02} {host} {}: ",
-                MONTHS[(m - 1) as usize],
-                d,
-                sod / 3600,
-                sod / 60 % 60,
-                sod % 60,
-                self.app_name
-            );
+            rendered.push(b'>');
+            rendered.extend_from_slice(MONTHS[(m - 1) as usize].as_bytes());
+            rendered.push(b' ');
+            rendered.push(if d < 10 { b' ' } else { b'0' + (d / 10) as u8 });
+            rendered.push(b'0' + (d % 10) as u8);
+            for (sep, v) in [(b' ', sod / 3600), (b':', sod / 60 % 60), (b':', sod % 60)] {
+                rendered.extend_from_slice(&[sep, b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+            }
+            rendered.push(b' ');
+            write_header_token(rendered, host, 255, b"");
+            rendered.push(b' ');
+            write_header_token(rendered, &self.app_name, 32, b":[]");
+            rendered.extend_from_slice(b": ");
         }
+        let message_start = rendered.len();
         format.render(ev, rendered);
         // A record must never contain a line break (every format escapes them; this is a guard).
-        for b in rendered.iter_mut() {
-            if *b == b'\n' || *b == b'\r' {
-                *b = b' ';
+        if memchr::memchr2(b'\n', b'\r', &rendered[message_start..]).is_some() {
+            for b in &mut rendered[message_start..] {
+                if *b == b'\n' || *b == b'\r' {
+                    *b = b' ';
+                }
             }
         }
         if self.transport == Transport::Tcp && self.octet_counting {
-            let _ = write!(out, "{} ", rendered.len());
+            write_int(out, rendered.len() as i64);
+            out.push(b' ');
             out.extend_from_slice(rendered);
         } else {
             out.extend_from_slice(rendered);
             if self.transport == Transport::Tcp {
                 out.push(b'\n');
             }
+        }
+    }
+}
+
+/// PRINTUSASCII (RFC 5424): `!` to `~`, no space, no control character.
+fn is_print_us_ascii(c: u8) -> bool {
+    (33..=126).contains(&c)
+}
+
+/// Appends a header token: `-` when `s` is empty; otherwise `s` with each character that is not
+/// printable US-ASCII, or is one of `forbidden`, written as `_`, cut at `max` bytes.
+fn write_header_token(out: &mut Vec<u8>, s: &str, max: usize, forbidden: &[u8]) {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        out.push(b'-');
+    } else if b.len() <= max && b.iter().all(|c| is_print_us_ascii(*c) && !forbidden.contains(c)) {
+        out.extend_from_slice(b);
+    } else {
+        for c in s.chars().take(max) {
+            let ok = c.is_ascii() && is_print_us_ascii(c as u8) && !forbidden.contains(&(c as u8));
+            out.push(if ok { c as u8 } else { b'_' });
         }
     }
 }
