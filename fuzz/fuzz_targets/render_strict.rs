@@ -62,7 +62,7 @@ fn encode(enc: &Encoder, ev: &Event) -> Vec<u8> {
 }
 
 fn check(ev: &Event) {
-    for format in Format::ALL {
+    for &format in Format::all() {
         let name = format.name();
         let mut out = Vec::new();
         format.render(ev, &mut out);

@@ -106,7 +106,7 @@ pub fn is_node(s: &str) -> bool {
 #[inline]
 pub fn is_text(s: &str) -> bool {
     // Fast path: printable ASCII and tab, which is what nearly every field is.
-    if s.bytes().all(|b| b >= 0x20 && b < 0x7f || b == b'\t') {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t') {
         return true;
     }
     !s.chars().any(|c| c.is_control() && c != '\t')
