@@ -255,6 +255,23 @@ pub fn parse_bsd_prefix(s: &[u8], now: &Timestamp) -> Option<(Timestamp, usize)>
     scan_bsd(s, now).ok().flatten()
 }
 
+/// The year of a day since the epoch; the last answer is kept per thread, since "now" changes
+/// day once a day and every RFC 3164 line asks.
+fn year_of_day(day: i64) -> i64 {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((i64::MIN, 0)) };
+    }
+    LAST.with(|last| {
+        let (d, y) = last.get();
+        if d == day {
+            return y;
+        }
+        let y = civil_from_days(day).0;
+        last.set((day, y));
+        y
+    })
+}
+
 /// How many years back a BSD date is looked for: Feb 29 recurs at most every 8 years.
 const BSD_YEARS_BACK: i64 = 8;
 
@@ -330,7 +347,7 @@ pub fn scan_bsd(s: &[u8], now: &Timestamp) -> Result<Option<(Timestamp, usize)>,
     if s.get(i).is_some_and(|&b| b != b' ') {
         return bad();
     }
-    let (now_year, _, _) = civil_from_days(now.secs.div_euclid(86_400));
+    let now_year = year_of_day(now.secs.div_euclid(86_400));
     let sod = (h * 3600 + mi * 60 + se.min(59)) as i64;
     let at = |year: i64| (d <= days_in_month(year, mo)).then(|| days_from_civil(year, mo, d) * 86_400 + sod);
     let secs = match at(now_year) {

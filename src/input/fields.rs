@@ -76,24 +76,30 @@ pub fn is_ip(s: &str) -> bool {
 /// random longer ones.
 #[inline]
 fn is_plain_ipv4(b: &[u8]) -> Option<bool> {
-    let (mut dots, mut value, mut digits, mut ok) = (0u32, 0u32, 0u32, b.len() <= 15);
-    for &c in b {
-        match c {
-            b'0'..=b'9' => {
-                ok &= !(digits > 0 && value == 0); // no leading zero
-                value = (value * 10 + u32::from(c - b'0')).min(256);
-                digits += 1;
-                ok &= value <= 255;
-            }
-            b'.' => {
-                ok &= digits > 0;
-                dots += 1;
-                (value, digits) = (0, 0);
-            }
-            _ => return None,
-        }
+    if b.len() > 15 || !b.iter().all(|&c| c.wrapping_sub(b'0') < 10 || c == b'.') {
+        return None;
     }
-    Some(ok && dots == 3 && digits > 0)
+    let (mut i, mut parts) = (0, 0);
+    loop {
+        let start = i;
+        let mut value = 0u32;
+        while i < b.len() && b[i] != b'.' {
+            value = (value * 10 + u32::from(b[i] - b'0')).min(1000);
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || len > 3 || value > 255 || (len > 1 && b[start] == b'0') {
+            return Some(false);
+        }
+        parts += 1;
+        if i == b.len() {
+            return Some(parts == 4);
+        }
+        if parts == 4 {
+            return Some(false);
+        }
+        i += 1;
+    }
 }
 
 /// A host name or address as a syslog header or the older CSV variant carries it.

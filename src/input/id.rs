@@ -6,7 +6,7 @@
 use xxhash_rust::xxh3::xxh3_128;
 
 /// Appends the hash id of `line` in `cluster` to `out`, using `buf` as scratch.
-#[inline]
+#[inline(always)]
 pub(super) fn push_hash_id(out: &mut String, buf: &mut Vec<u8>, cluster: &str, line: &[u8]) {
     buf.clear();
     buf.extend_from_slice(cluster.as_bytes());

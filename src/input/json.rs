@@ -129,6 +129,9 @@ impl<'a> Seen<'a> {
     /// Once the whole object is read: an envelope's keys go to their fields, anyone else's
     /// to `details` (keys [`ObjectSeed`] holds back until it knows which object it read).
     fn finish(&self, ev: &mut Event) -> Result<(), String> {
+        if self.cluster.is_none() && self.fromhost_ip.is_none() && self.hostname.is_none() && self.envelope_time.is_none() && self.uuid.is_none() && self.cw_timestamp.is_none() {
+            return Ok(()); // a plain audit record: nothing held back
+        }
         let held = [
             ("cluster", self.cluster, 0),
             ("fromhost_ip", self.fromhost_ip, 1),
@@ -210,12 +213,41 @@ fn once<E: de::Error>(seen: &mut u32, bit: u32, key: &str) -> Result<(), E> {
     Ok(())
 }
 
+/// The keys already in `details` (the record's unknown keys and its `details` keys share it),
+/// to refuse a repeat: the first eight borrowed ones are held inline, so the usual record
+/// allocates nothing; more, or keys that needed unescaping, go to a `Vec`.
+struct DetailKeys<'de> {
+    few: [&'de str; 8],
+    n: usize,
+    more: Vec<Cow<'de, str>>,
+}
+
+impl<'de> DetailKeys<'de> {
+    fn new() -> Self {
+        DetailKeys { few: [""; 8], n: 0, more: Vec::new() }
+    }
+
+    /// Adds `key`; false when it was there already.
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        if self.few[..self.n].contains(&key.as_ref()) || self.more.contains(&key) {
+            return false;
+        }
+        match key {
+            Cow::Borrowed(k) if self.n < self.few.len() => {
+                self.few[self.n] = k;
+                self.n += 1;
+            }
+            k => self.more.push(k),
+        }
+        true
+    }
+}
+
 /// A value kept raw in `details`: any nested object in it must not repeat a key either.
-fn detail_value<'de, A: MapAccess<'de>>(map: &mut A, keys: &mut Vec<Cow<'de, str>>, key: Cow<'de, str>) -> Result<&'de RawValue, A::Error> {
-    if keys.contains(&key) {
+fn detail_value<'de, A: MapAccess<'de>>(map: &mut A, keys: &mut DetailKeys<'de>, key: Cow<'de, str>) -> Result<&'de RawValue, A::Error> {
+    if !keys.insert(key.clone()) {
         return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
     }
-    keys.push(key);
     let raw: &'de RawValue = map.next_value()?;
     if raw.get().starts_with(['{', '[']) {
         serde_json::from_str::<NoDuplicateKeys>(raw.get()).map_err(de::Error::custom)?;
@@ -232,7 +264,7 @@ impl<'de, 'e> Visitor<'de> for ObjectSeed<'e> {
         let ev = self.ev;
         let mut seen = Seen::default();
         let mut keys_seen = 0u32;
-        let mut other_keys = Vec::new();
+        let mut other_keys = DetailKeys::new();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
                 // Syslog JSON.
@@ -444,7 +476,7 @@ impl<'de, 'e> Visitor<'de> for UserSeed<'e> {
 /// which the record's unknown top-level keys share: `keys` are those already there.
 struct DetailsSeed<'e, 'k, 'de> {
     ev: &'e mut Event,
-    keys: &'k mut Vec<Cow<'de, str>>,
+    keys: &'k mut DetailKeys<'de>,
 }
 
 impl<'de, 'e, 'k> DeserializeSeed<'de> for DetailsSeed<'e, 'k, 'de> {
