@@ -1,9 +1,10 @@
 //! A tiny allocation-free JSON object writer shared by the JSON-shaped formats (canonical JSON,
 //! ECS, OCSF) and by the sinks that wrap events (Splunk HEC, Elasticsearch bulk).
 //!
-//! Strings are escaped by `serde_json` (or, for strings written in pieces, by the equivalent
-//! [`write_str_contents`]), so the output is always valid JSON; keys are written as
-//! given and must be plain ASCII identifiers (they are compile-time constants everywhere).
+//! Strings are escaped here, by a hand-tuned table-driven loop (eight plain bytes at a time:
+//! a measured hot path), with exactly serde_json's output: a test checks the two agree on
+//! arbitrary strings, so the output is always valid JSON. Keys are written as given and must
+//! be plain ASCII identifiers (they are compile-time constants everywhere).
 
 
 /// Which bytes need escaping in a JSON string: `"`, `\` and control characters.

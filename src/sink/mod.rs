@@ -1,5 +1,5 @@
 //! Destinations. One module per kind; each knows how to frame a record for its wire
-//! ([`Sink::encode`]) and how to hand a batch over and say what the destination accepted
+//! ([`Encoder::encode`]) and how to hand a batch over and say what the destination accepted
 //! ([`Sink::deliver`]). The retry loop, dead-lettering and acknowledgement live in
 //! [`crate::omprog`]; a sink only reports.
 
