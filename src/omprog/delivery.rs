@@ -58,8 +58,10 @@ fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result
             sink.deliver(batch, &pending)
         };
         for (i, reason) in &attempt.rejected {
-            shared.dead.write(Kind::Rejected, "", reason, batch.record(*i));
+            let (cluster, record) = sink.dead_letter_view(batch.record(*i));
+            shared.dead.write(Kind::Rejected, cluster, reason, record);
         }
+        shared.stats.unroutable.fetch_add(attempt.unroutable, Ordering::Relaxed);
         if attempt.retry.is_empty() {
             let delivered = pending.len() - attempt.rejected.len();
             shared.stats.record_batch(delivered as u64, started.elapsed().as_millis() as u64);
