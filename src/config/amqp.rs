@@ -176,7 +176,7 @@ impl AmqpTarget {
     pub fn describe(&self) -> String {
         let scheme = if self.tls { "amqps" } else { "amqp" };
         let user = self.user.as_deref().unwrap_or("guest");
-        format!("{scheme}://{user}@{}:{}/{} exchange {:?}", self.server, self.port, self.vhost, self.exchange)
+        format!("{scheme}://{user}@{}:{} vhost {:?} exchange {:?}", self.server, self.port, self.vhost, self.exchange)
     }
 }
 
