@@ -127,6 +127,8 @@ impl Link {
     }
 
     /// Opens the connection and the confirm-mode channel (and declares) unless already open.
+    // The connect closure's type (returning tcp-stream's large `HandshakeError`) is lapin's.
+    #[allow(clippy::result_large_err)]
     fn channel(&mut self) -> Result<Channel, String> {
         if let Some((conn, ch)) = &self.open {
             if conn.status().connected() && ch.status().connected() {

@@ -38,8 +38,11 @@ pub fn put_header(out: &mut Vec<u8>, cluster: &str, routing_key: &str, message_i
 }
 
 fn take<'a>(rec: &mut &'a [u8]) -> Option<&'a str> {
-    let (len, rest) = rec.split_first_chunk::<4>()?;
-    let len = u32::from_be_bytes(*len) as usize;
+    if rec.len() < 4 {
+        return None;
+    }
+    let (len, rest) = rec.split_at(4);
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
     if rest.len() < len {
         return None;
     }
@@ -53,8 +56,12 @@ pub fn split(mut rec: &[u8]) -> Option<Record<'_>> {
     let cluster = take(&mut rec)?;
     let routing_key = take(&mut rec)?;
     let message_id = take(&mut rec)?;
-    let (ts, body) = rec.split_first_chunk::<8>()?;
-    Some(Record { cluster, routing_key, message_id, timestamp: u64::from_be_bytes(*ts), body })
+    if rec.len() < 8 {
+        return None;
+    }
+    let (ts, body) = rec.split_at(8);
+    let timestamp = u64::from_be_bytes(ts.try_into().ok()?);
+    Some(Record { cluster, routing_key, message_id, timestamp, body })
 }
 
 #[cfg(test)]

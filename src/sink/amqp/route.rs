@@ -143,9 +143,7 @@ mod tests {
 
     #[test]
     fn renders_fields_safely() {
-        let mut ev = Event::default();
-        ev.cluster = "prod.east".into();
-        ev.protocol = "smb2".into();
+        let mut ev = Event { cluster: "prod.east".into(), protocol: "smb2".into(), ..Event::default() };
         ev.user.name = "AD\\alice bob".into();
         assert_eq!(key("qumulo.{cluster}.{protocol}", &ev), "qumulo.prod_east.smb2");
         assert_eq!(key("{user}", &ev), "AD_alice_bob");
