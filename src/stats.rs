@@ -20,6 +20,8 @@ pub struct Stats {
     pub journal_adopted: AtomicU64,
     pub latency_ms_total: AtomicU64,
     pub latency_ms_max: AtomicU64,
+    /// Messages the destination returned as unroutable (AMQP), each return counted.
+    pub unroutable: AtomicU64,
 }
 
 impl Stats {
@@ -36,7 +38,7 @@ impl Stats {
         let batches = g(&self.batches);
         let avg = if batches > 0 { g(&self.latency_ms_total) as f64 / batches as f64 } else { 0.0 };
         format!(
-            "stats: lines_in={} events={} delivered={} filtered={} parse_errors={} cut_lines={} dead_lettered={} retries={} batches={} commits_failed={} journal_adopted={} latency_ms_avg={:.1} latency_ms_max={}",
+            "stats: lines_in={} events={} delivered={} filtered={} parse_errors={} cut_lines={} dead_lettered={} retries={} batches={} commits_failed={} journal_adopted={} latency_ms_avg={:.1} latency_ms_max={} unroutable={}",
             g(&self.lines_in),
             g(&self.events),
             g(&self.delivered),
@@ -50,6 +52,7 @@ impl Stats {
             g(&self.journal_adopted),
             avg,
             g(&self.latency_ms_max),
+            g(&self.unroutable),
         )
     }
 }

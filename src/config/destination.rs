@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use serde::de::{self, DeserializeOwned, IgnoredAny, Visitor};
 use serde::Deserialize;
 
+use super::amqp::{AmqpDestination, ExchangeType, QueueType};
 use super::ConfigError;
 use crate::format::Format;
 
@@ -28,6 +29,8 @@ pub enum DestinationType {
     Http,
     /// Send syslog messages over TCP or UDP.
     Syslog,
+    /// Publish to a RabbitMQ exchange (AMQP 0-9-1, publisher confirms).
+    Amqp,
 }
 
 /// A destination, with the settings of its type (defaults applied, values validated).
@@ -36,6 +39,7 @@ pub enum Destination {
     File(FileDestination),
     Http(HttpDestination),
     Syslog(SyslogDestination),
+    Amqp(AmqpDestination),
 }
 
 impl Destination {
@@ -44,6 +48,7 @@ impl Destination {
             Destination::File(_) => DestinationType::File,
             Destination::Http(_) => DestinationType::Http,
             Destination::Syslog(_) => DestinationType::Syslog,
+            Destination::Amqp(_) => DestinationType::Amqp,
         }
     }
 
@@ -52,6 +57,7 @@ impl Destination {
             Destination::File(d) => d.format,
             Destination::Http(d) => d.format,
             Destination::Syslog(d) => d.format,
+            Destination::Amqp(d) => d.format,
         }
     }
 }
@@ -260,6 +266,8 @@ deserialize_by_name! {
     Protocol => "[destination] protocol",
     Framing => "[destination] framing",
     Header => "[destination] header",
+    ExchangeType => "[destination] exchange_type",
+    QueueType => "[destination] queue_type",
     super::ClusterSourceKind => "[cluster] source",
 }
 
@@ -310,6 +318,7 @@ fn keys_of_type(t: DestinationType) -> &'static [&'static str] {
         DestinationType::File => keys_of::<FileDestination>(),
         DestinationType::Http => keys_of::<HttpDestination>(),
         DestinationType::Syslog => keys_of::<SyslogDestination>(),
+        DestinationType::Amqp => keys_of::<AmqpDestination>(),
     }
 }
 
@@ -318,6 +327,7 @@ fn required_of_type(t: DestinationType) -> &'static [(&'static str, &'static str
         DestinationType::File => FileDestination::REQUIRED,
         DestinationType::Http => HttpDestination::REQUIRED,
         DestinationType::Syslog => SyslogDestination::REQUIRED,
+        DestinationType::Amqp => AmqpDestination::REQUIRED,
     }
 }
 
@@ -384,6 +394,7 @@ impl DestinationType {
             DestinationType::File => super::parse_document::<FileDestination>(text),
             DestinationType::Http => super::parse_document::<HttpDestination>(text),
             DestinationType::Syslog => super::parse_document::<SyslogDestination>(text),
+            DestinationType::Amqp => super::parse_document::<AmqpDestination>(text),
         }
     }
 }
@@ -423,6 +434,7 @@ mod tests {
         required_matches_serde::<FileDestination>(&[("path", "/x")]);
         required_matches_serde::<HttpDestination>(&[("url", "http://h")]);
         required_matches_serde::<SyslogDestination>(&[("address", "h:514")]);
+        required_matches_serde::<AmqpDestination>(&[("server", "rabbit"), ("exchange", "audit")]);
     }
 
     #[test]
@@ -436,7 +448,8 @@ mod tests {
     fn enum_names_and_messages() {
         assert_eq!(name_of(&HttpPreset::ElasticsearchBulk), "elasticsearch-bulk");
         assert_eq!(name_of(&Framing::OctetCounting), "octet-counting");
-        assert_eq!(expected_names::<DestinationType>(), "\"file\", \"http\" or \"syslog\"");
+        let types = expected_names::<DestinationType>();
+        assert!(types.starts_with("\"file\", \"http\", \"syslog\"") && types.contains("\"amqp\""), "{types}");
         assert_eq!(expected_names::<Protocol>(), "\"tcp\" or \"udp\"");
     }
 }

@@ -9,6 +9,7 @@
 //! start-up both run all of it, so `check` never calls valid what `omprog` refuses, and
 //! `omprog` never answers `OK` with a configuration that cannot work.
 
+pub mod amqp;
 pub mod destination;
 pub mod preflight;
 pub mod validate;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+pub use amqp::{AmqpClusterOverride, AmqpDestination, AmqpTarget, ExchangeType, QueueType};
 pub use destination::{
     Destination, DestinationType, FileDestination, Framing, Header, HttpDestination, HttpPreset, Protocol,
     SyslogDestination,

@@ -86,7 +86,7 @@ fn refused_values_name_key_and_line() {
         (format!("{FILE}[cluster]\nsource = \"node\"\n"), "", 5, "expected \"envelope\", \"fixed\" or \"hostname\""),
         (format!("{FILE}url = \"http://h\"\n"), "destination.url", 4, "does not apply to type = \"file\""),
         (format!("{FILE}format = \"xml\"\n"), "", 4, "expected \"json\", \"ecs\", \"ocsf\", \"cef\" or \"leef\""),
-        ("[destination]\ntype = \"ftp\"\n".into(), "", 2, "expected \"file\", \"http\" or \"syslog\""),
+        ("[destination]\ntype = \"ftp\"\n".into(), "", 2, "expected \"file\", \"http\", \"syslog\""),
         ("# a comment\n[destination]\ntype = \"syslog\"\n".into(), "destination.address", 3, "needs `address` (host:port)"),
     ];
     for (text, key, line, want) in cases {
@@ -142,9 +142,13 @@ fn packaged_configs_load() {
                 assert_eq!((s.app_name.as_str(), s.facility), ("qumulo-audit", 13));
             }
             Destination::File(f) => assert!(f.fsync && f.format == Format::Json),
+            Destination::Amqp(a) => {
+                assert_eq!((a.port, a.tls, a.max_returns, a.routing_key.as_str()), (Some(5671), true, 3, "qumulo.{cluster}.{protocol}"));
+                assert!(a.password_file.is_some() && a.clusters.is_empty());
+            }
         }
     }
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[test]

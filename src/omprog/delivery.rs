@@ -41,6 +41,8 @@ fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result
     let retry = &shared.cfg.retry;
     let started = Instant::now();
     let mut pending: Vec<usize> = (0..batch.len()).collect();
+    // Accepted over every attempt: a retry sends only what the previous attempt did not place.
+    let mut delivered = 0;
     let mut backoff = Duration::from_millis(retry.initial_backoff_ms);
     let max_backoff = Duration::from_millis(retry.max_backoff_ms.max(retry.initial_backoff_ms));
     let max_elapsed = Duration::from_secs(retry.max_elapsed_secs);
@@ -58,10 +60,12 @@ fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result
             sink.deliver(batch, &pending)
         };
         for (i, reason) in &attempt.rejected {
-            shared.dead.write(Kind::Rejected, "", reason, batch.record(*i));
+            let (cluster, record) = sink.dead_letter_view(batch.record(*i));
+            shared.dead.write(Kind::Rejected, cluster, reason, record);
         }
+        shared.stats.unroutable.fetch_add(attempt.unroutable, Ordering::Relaxed);
+        delivered += pending.len().saturating_sub(attempt.rejected.len() + attempt.retry.len());
         if attempt.retry.is_empty() {
-            let delivered = pending.len() - attempt.rejected.len();
             shared.stats.record_batch(delivered as u64, started.elapsed().as_millis() as u64);
             return Ok(());
         }

@@ -3,6 +3,7 @@
 //! ([`Sink::deliver`]). The retry loop, dead-lettering and acknowledgement live in
 //! [`crate::omprog`]; a sink only reports.
 
+pub mod amqp;
 pub mod file;
 pub mod http;
 pub mod syslog;
@@ -22,6 +23,9 @@ pub struct Attempt {
     pub retry: Vec<usize>,
     /// Why records must be retried (connection refused, 503, ...).
     pub error: Option<String>,
+    /// Records the destination returned as unroutable in this attempt (AMQP `basic.return`),
+    /// whether they are retried or rejected; counted in the stats line.
+    pub unroutable: u64,
 }
 
 impl Attempt {
@@ -36,11 +40,12 @@ impl Attempt {
         if other.error.is_some() {
             self.error = other.error;
         }
+        self.unroutable += other.unroutable;
     }
 
     /// Every record in `which` must be retried because of `error`.
     pub fn retry_all(which: &[usize], error: impl Into<String>) -> Attempt {
-        Attempt { rejected: Vec::new(), retry: which.to_vec(), error: Some(error.into()) }
+        Attempt { retry: which.to_vec(), error: Some(error.into()), ..Attempt::default() }
     }
 }
 
@@ -52,6 +57,7 @@ pub enum Encoder {
     Lines(Format),
     Http(http::HttpEncoder),
     Syslog(syslog::SyslogEncoder),
+    Amqp(amqp::AmqpEncoder),
 }
 
 impl Encoder {
@@ -60,6 +66,7 @@ impl Encoder {
             Destination::File(d) => Encoder::Lines(d.format),
             Destination::Http(d) => Encoder::Http(http::HttpEncoder::new(d)),
             Destination::Syslog(d) => Encoder::Syslog(syslog::SyslogEncoder::new(d)),
+            Destination::Amqp(d) => Encoder::Amqp(amqp::AmqpEncoder::new(d)),
         }
     }
 
@@ -72,6 +79,7 @@ impl Encoder {
             }
             Encoder::Http(e) => e.encode(ev, rendered, out),
             Encoder::Syslog(e) => e.encode(ev, rendered, out),
+            Encoder::Amqp(e) => e.encode(ev, rendered, out),
         }
     }
 }
@@ -80,6 +88,7 @@ pub enum Sink {
     File(file::FileSink),
     Http(http::HttpSink),
     Syslog(syslog::SyslogSink),
+    Amqp(amqp::AmqpSink),
 }
 
 impl Sink {
@@ -90,6 +99,7 @@ impl Sink {
             Destination::File(d) => Sink::File(file::FileSink::new(d)?),
             Destination::Http(d) => Sink::Http(http::HttpSink::new(d)?),
             Destination::Syslog(d) => Sink::Syslog(syslog::SyslogSink::new(d)),
+            Destination::Amqp(d) => Sink::Amqp(amqp::AmqpSink::new(d)?),
         })
     }
 
@@ -99,6 +109,7 @@ impl Sink {
             Sink::File(s) => s.deliver(batch, which),
             Sink::Http(s) => s.deliver(batch, which),
             Sink::Syslog(s) => s.deliver(batch, which),
+            Sink::Amqp(s) => s.deliver(batch, which),
         }
     }
 
@@ -110,6 +121,7 @@ impl Sink {
             Sink::File(_) => true,
             Sink::Http(_) => false,
             Sink::Syslog(s) => s.is_stream(),
+            Sink::Amqp(_) => false, // a cut message is not confirmed, so it is published again
         }
     }
 
@@ -119,6 +131,7 @@ impl Sink {
             Sink::File(s) => s.reopen(),
             Sink::Http(_) => {}
             Sink::Syslog(s) => s.disconnect(),
+            Sink::Amqp(s) => s.disconnect(),
         }
     }
 
@@ -128,6 +141,16 @@ impl Sink {
             Sink::File(s) => s.check(),
             Sink::Http(s) => s.check(),
             Sink::Syslog(s) => s.check(),
+            Sink::Amqp(s) => s.check(),
+        }
+    }
+
+    /// The cluster and the bytes the dead-letter file shows for a rejected record (the AMQP
+    /// record header is not part of the message).
+    pub fn dead_letter_view<'a>(&self, record: &'a [u8]) -> (&'a str, &'a [u8]) {
+        match self {
+            Sink::Amqp(_) => amqp::dead_letter_view(record),
+            _ => ("", record),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`syslog_rx`]: syslog receivers (TCP with octet-counted or newline framing, UDP) and a real
 //!   rsyslogd receiver writing to a file.
 //! - [`omprog_driver`]: drives a program exactly as rsyslog's omprog does and checks its replies.
+//! - [`rabbitmq`]: a real RabbitMQ node in a temp dir, and an independent AMQP reader.
 //! - [`scenario`]: building blocks of the zero-loss scenarios (shipped omprog action, paced
 //!   sender, omprog children to SIGKILL, program starts, impstats queue figures, result lines).
 #![allow(dead_code)]
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod http;
 pub mod omprog_driver;
+pub mod rabbitmq;
 pub mod rsyslog;
 pub mod scenario;
 pub mod sender;
