@@ -140,20 +140,20 @@ pub fn check(ev: &Event) -> Result<(), String> {
         return Err(format!("field 'fromhost_ip' is not an IP address: {}", shown(&ev.fromhost_ip)));
     }
     if !ev.protocol.is_empty() && !is_token(&ev.protocol) {
-        return Err(format!("field 'protocol' is not a Qumulo protocol name: {}", shown(&ev.protocol)));
+        return Err(format!("field 'protocol' is not a protocol name: {}", shown(&ev.protocol)));
     }
     if !is_token(&ev.operation) {
         return Err(if ev.operation.is_empty() {
             "field 'operation' is empty".to_string()
         } else {
-            format!("field 'operation' is not a Qumulo operation name: {}", shown(&ev.operation))
+            format!("field 'operation' is not an operation name: {}", shown(&ev.operation))
         });
     }
     if !is_token(&ev.status) {
         return Err(if ev.status.is_empty() {
             "field 'status' is empty".to_string()
         } else {
-            format!("field 'status' is not a Qumulo status name: {}", shown(&ev.status))
+            format!("field 'status' is not a status name: {}", shown(&ev.status))
         });
     }
     if !ev.file_id.is_empty() && !is_file_id(&ev.file_id) {
