@@ -227,7 +227,7 @@ def bench_profile(force=False):
     if not shutil.which("valgrind") or (QUICK and not force):
         return None
     out = {}
-    for kind in ("csv", "json", "envelope"):
+    for kind in ("csv", "json", "envelope", "envelope2"):
         n = 100_000
         path = data_file(kind, n)
         cg = os.path.join(RESULTS, f"callgrind-{kind}.out")

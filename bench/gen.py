@@ -5,6 +5,7 @@
   gen.py json N FILE    # RSYSLOG_FileFormat (RFC 3339) header + JSON body
   gen.py envelope N FILE  # what omprog hands our binary: the qab_envelope JSON rsyslog renders
                         # around a wire line (CSV and JSON bodies alternating)
+  gen.py envelope2 N FILE # the same as version 2 of the envelope (tab-separated, the message raw)
   gen.py wire N FILE    # what Qumulo sends over TCP: <134>Jun  6 ... q-node-1 qumulo <body>,
                         # CSV and JSON bodies alternating (for the end-to-end runs)
   gen.py qcsv N FILE    # the peers' job: wire lines with CSV bodies only, 1 % with a quoted comma in
@@ -129,6 +130,12 @@ def main():
                 w(f'{{"v":1,"cluster":"prod","fromhost_ip":"10.1.0.{1 + e["n"] % 4}","hostname":"{node}",'
                   f'"time":"2024-06-06T{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}+00:00","uuid":"{uuid}",'
                   f'"msg":"{rsyslog_json(" " + body)}"}}\n')
+            elif kind == "envelope2":
+                body = csv_body(e) if e["n"] % 2 == 0 else json_body(e)
+                s = e["secs"]
+                w(f"QAB2\t2026-12-02T06:32:40.{e['n'] % 1000000:06d}+00:00/{e['n']}\t\t"
+                  f"2024-06-06T{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}+00:00\tprod\t10.1.0.{1 + e['n'] % 4}\t"
+                  f"{node}\t {body}\n")
             elif kind == "qcsv":
                 e = tricky(e)
                 w(f"<134>{trad_time(e['secs'])} {node} qumulo {csv_body(e)}\n")

@@ -189,26 +189,43 @@ ruleset(name="peer" queue.type="LinkedList" queue.size="50000" queue.dequeueBatc
 
 # ---------------------------------------------------------------- the shipped wiring, from the shipped files
 
-def _read(rel):
+# The wiring shipped before issue 11 (envelope version 1 with %uuid% and `set $.qab_uuid`), read
+# from git so that the same run can measure it beside the current one.
+BEFORE_REV = "62b50d2"
+
+
+def _read(rel, rev=None):
+    if rev:
+        return subprocess.run(["git", "-C", ROOT, "show", f"{rev}:{rel}"], check=True, capture_output=True,
+                              text=True).stdout
     return open(os.path.join(ROOT, rel)).read()
+
+
+def before_available():
+    return subprocess.run(["git", "-C", ROOT, "cat-file", "-e", f"{BEFORE_REV}^{{commit}}"],
+                          capture_output=True).returncode == 0
 
 
 def _strip_comments(text):
     return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
 
 
-def shipped_conf(tmp, ports, dests, variant=()):
+def shipped_conf(tmp, ports, dests, variant=(), rev=None):
     """rsyslog.conf for len(ports) clusters and `dests` file destinations, built from the shipped
-    files; `dests` is a list of binary command lines. `variant`: names of changes for the cost
-    table (each a plain text edit of the shipped configuration, listed in VARIANTS)."""
-    pkg = _strip_comments(_read("packaging/rsyslog/qumulo-audit-broker.conf"))
+    files (of git revision `rev`, else of the work tree); `dests` is a list of binary command
+    lines. `variant`: names of changes for the cost table (each a plain text edit of the shipped
+    configuration, listed in VARIANTS)."""
+    pkg = _strip_comments(_read("packaging/rsyslog/qumulo-audit-broker.conf", rev))
     pkg = re.sub(r"include\(file=[^)]*\)", "", pkg)
-    clusters_ex = _strip_comments(_read("rsyslog.d/30-clusters.conf.example"))
+    modules = re.findall(r'^module\(load="(\w+)"', _read("rsyslog.d/10-modules.conf", rev), re.M)
+    clusters_ex = _strip_comments(_read("rsyslog.d/30-clusters.conf.example", rev))
     m = re.search(r'ruleset\(name="qab_cluster_prod".*?\n\}\n', clusters_ex + "\n", re.S)
     cluster_rs = m.group(0)
-    deliver = _strip_comments(_read("rsyslog.d/50-deliver.conf"))
-    dest = _strip_comments(_read("rsyslog.d/20-dest-file.conf"))
-    parts = [f'global(workDirectory="{tmp}/spool")', 'module(load="imtcp")', 'module(load="omprog")', pkg]
+    deliver = _strip_comments(_read("rsyslog.d/50-deliver.conf", rev))
+    dest = _strip_comments(_read("rsyslog.d/20-dest-file.conf", rev))
+    parts = [f'global(workDirectory="{tmp}/spool")', 'module(load="imtcp")']
+    parts += [f'module(load="{m}")' for m in modules if m != "imtcp"]
+    parts.append(pkg)
     calls = []
     for i, binary in enumerate(dests):
         d = dest.replace('name="qab_dest_file"', f'name="qab_dest_file{i}"')
@@ -227,6 +244,14 @@ def shipped_conf(tmp, ports, dests, variant=()):
     for v in variant:
         conf = VARIANTS[v][1](conf)
     return conf
+
+
+def variant_rev(variant):
+    """The git revision whose wiring the variants apply to (None: the work tree's)."""
+    revs = {VARIANTS[v][2] for v in variant}
+    if len(revs) > 1:
+        raise ValueError(f"variants of different wirings: {variant}")
+    return BEFORE_REV if revs == {"v1"} else None
 
 
 def _queue_param(conf, key, value):
@@ -251,27 +276,34 @@ def _template_edit(conf, old, new):
     return conf[:m.start()] + m.group(0).replace(old, new) + conf[m.end():]
 
 
+SET_UUID = r"\n\s*set \$\.qab_uuid = \$uuid;"
+MMSEQUENCE = r"\n\s*action\(type=\"mmsequence\"[^)]*\)"
+
+# name: (what it changes, the edit, which wiring it applies to: "v1" = BEFORE_REV's, else the current)
 VARIANTS = {
-    "no-set-uuid": ("without `set $.qab_uuid = $uuid;` (uuid made lazily by the action workers)",
-                    lambda c: re.sub(r"\n\s*set \$\.qab_uuid = \$uuid;", "", c)),
-    "no-uuid": ("without `%uuid%` in the template and without the `set` (no uuid made at all)",
-                lambda c: _template_edit(re.sub(r"\n\s*set \$\.qab_uuid = \$uuid;", "", c), "%uuid%", "")),
-    "msg-raw": ("the message not JSON-escaped (`%msg%` instead of `%msg:::json%`)",
-                lambda c: _template_edit(c, "%msg:::json%", "%msg%")),
-    "no-time": ("without the time (`%timereported:::date-rfc3339...%`) in the template",
-                lambda c: re.sub(r"%timereported:::[^%]*%", "", c)),
-    "msg-only": ("template `%msg%\\n` only (no envelope: nothing but the message)",
-                 lambda c: _template_string(re.sub(r"\n\s*set \$\.qab_uuid = \$uuid;", "", c), r"%msg%\n")),
+    "v1": ("envelope version 1 as shipped before (JSON, `%uuid%`, `set $.qab_uuid = $uuid;`)", lambda c: c, "v1"),
+    "v1-no-set-uuid": ("version 1 without `set $.qab_uuid = $uuid;` (uuid made lazily by the action workers: races)",
+                       lambda c: re.sub(SET_UUID, "", c), "v1"),
+    "v1-no-uuid": ("version 1 without `%uuid%` and without the `set` (no uuid made at all)",
+                   lambda c: _template_edit(re.sub(SET_UUID, "", c), "%uuid%", ""), "v1"),
+    "v1-msg-raw": ("version 1 with the message not JSON-escaped (`%msg%` for `%msg:::json%`)",
+                   lambda c: _template_edit(c, "%msg:::json%", "%msg%"), "v1"),
+    "v1-no-time": ("version 1 without the time (`%timereported:::date-rfc3339,json%`)",
+                   lambda c: re.sub(r"%timereported:::[^%]*%", "", c), "v1"),
+    "no-mmsequence": ("without the mmsequence action in `qab_deliver` (no unique number: NOT for production)",
+                      lambda c: re.sub(MMSEQUENCE, "", c), None),
+    "msg-only": ("template `%msg%\\n` only (no envelope, no mmsequence: the floor of any envelope)",
+                 lambda c: _template_string(re.sub(MMSEQUENCE, "", c), r"%msg%\n"), None),
     "no-cluster-queue": ("the cluster ruleset without its own queue (runs on the main queue's worker)",
-                         lambda c: re.sub(r'(ruleset\(name="qab_cluster_c\d+")\s+queue\.[^{]*\{', r"\1) {", c)),
+                         lambda c: re.sub(r'(ruleset\(name="qab_cluster_c\d+")\s+queue\.[^{]*\{', r"\1) {", c), None),
     "no-da": ("the action queue in memory only (no `queue.filename`: not disk-assisted; NOT reliable)",
-              lambda c: _queue_param(_queue_param(c, "filename", None), "saveOnShutdown", None)),
+              lambda c: _queue_param(_queue_param(c, "filename", None), "saveOnShutdown", None), None),
     "queue-holds-burst": ("action queue.size 400000 / highWatermark 360000 (holds the whole burst in memory)",
-                          lambda c: _queue_param(_queue_param(c, "size", "400000"), "highWatermark", "360000")),
-    "batch128": ("queue.dequeueBatchSize=128 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "128")),
-    "batch4096": ("queue.dequeueBatchSize=4096 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "4096")),
-    "workers1": ("queue.workerThreads=1 (one program instance)", lambda c: _queue_param(c, "workerThreads", "1")),
-    "workers4": ("queue.workerThreads=4 (up to four instances)", lambda c: _queue_param(c, "workerThreads", "4")),
+                          lambda c: _queue_param(_queue_param(c, "size", "400000"), "highWatermark", "360000"), None),
+    "batch128": ("queue.dequeueBatchSize=128 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "128"), None),
+    "batch4096": ("queue.dequeueBatchSize=4096 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "4096"), None),
+    "workers1": ("queue.workerThreads=1 (one program instance)", lambda c: _queue_param(c, "workerThreads", "1"), None),
+    "workers4": ("queue.workerThreads=4 (up to four instances)", lambda c: _queue_param(c, "workerThreads", "4"), None),
 }
 
 
@@ -307,6 +339,7 @@ def check_outputs(paths, expect_path, copies):
         want[tuple(json.loads(line))] += copies
     good = wrong = 0
     examples = []
+    ids = collections.Counter()
     for p in paths:
         try:
             f = open(p, "rb")
@@ -314,7 +347,10 @@ def check_outputs(paths, expect_path, copies):
             continue
         for raw in f:
             try:
-                t = normalize(json.loads(raw))
+                obj = json.loads(raw)
+                t = normalize(obj)
+                if "id" in obj:
+                    ids[(p, obj["id"])] += 1
             except (ValueError, AttributeError):
                 t = None
             if t is not None and want.get(t, 0) > 0:
@@ -325,7 +361,8 @@ def check_outputs(paths, expect_path, copies):
                 if len(examples) < 2:
                     examples.append(raw.decode(errors="replace").strip()[:300])
     missing = sum(want.values())
-    return good, wrong, missing, examples
+    dup_ids = sum(c - 1 for c in ids.values() if c > 1)
+    return good, wrong, missing, examples, dup_ids
 
 
 # ---------------------------------------------------------------- one run
@@ -370,7 +407,7 @@ def run(label, kind, wire, n, clusters=1, dests=1, program="qab", fsync=False, v
                 binaries.append(f"{os.environ['ACK_BIN']} {out}")
             else:
                 binaries.append(f"{os.environ['QAB_BIN']} omprog --config {qab_toml(tmp, i, fsync)}")
-        conf = shipped_conf(tmp, ports, binaries, variant)
+        conf = shipped_conf(tmp, ports, binaries, variant, rev=variant_rev(variant))
     elif kind == "mmnormalize":
         outs.append(f"{tmp}/events0.ndjson")
         open(f"{tmp}/qumulo.rb", "w").write(RULEBASE)
@@ -443,23 +480,23 @@ def run(label, kind, wire, n, clusters=1, dests=1, program="qab", fsync=False, v
             d.kill()
             d.wait()
     elapsed = (t_done or time.monotonic()) - first
-    good, wrong, missing, examples = check_outputs(outs, wire + ".expect", dests if kind == "shipped" else 1)
+    good, wrong, missing, examples, dup_ids = check_outputs(outs, wire + ".expect", dests if kind == "shipped" else 1)
     kid_cpu = sum(k[0] for k in kids.values())
     kid_hwm = sum(k[1] for k in kids.values())
     res = dict(label=label, kind=kind, program=program, n=n, events=want, clusters=clusters, dests=dests,
-               fsync=fsync, variant=list(variant), done=t_done is not None, delivered=got, seconds=elapsed,
+               fsync=fsync, variant=list(variant), wiring="v1" if variant_rev(variant) else "v2", done=t_done is not None, delivered=got, seconds=elapsed,
                msgs_per_s=(n if t_done else got / max(dests, 1)) / elapsed,
                daemon_cpu_s=daemon_cpu, prog_cpu_s=kid_cpu, instances=len(kids),
                daemon_cpu_per_M=daemon_cpu / n * 1e6, prog_cpu_per_M=kid_cpu / n * 1e6,
                total_cpu_per_M=(daemon_cpu + kid_cpu) / n * 1e6,
                cpu_per_M_events=(daemon_cpu + kid_cpu) / want * 1e6,
                daemon_hwm_kib=daemon_hwm, prog_hwm_kib=kid_hwm, spill_bytes=spill,
-               good=good, wrong=wrong, missing=missing, wrong_examples=examples,
+               good=good, wrong=wrong, missing=missing, wrong_examples=examples, duplicate_ids=dup_ids,
                load_before=load_before, load_after=load_after)
     status = "" if t_done else f"  TIMEOUT: {got}/{want}"
     log(f"wiring {label:44} {res['msgs_per_s']:>9,.0f} msg/s  cpu/M {res['daemon_cpu_per_M']:5.1f}+{res['prog_cpu_per_M']:4.1f}"
         f"={res['total_cpu_per_M']:5.1f}  inst={len(kids)}  rss {daemon_hwm / 1024:.0f}+{kid_hwm / 1024:.0f} MiB  "
-        f"spill {spill / 1e6:.1f} MB  wrong={wrong} missing={missing}  ({load_after}){status}")
+        f"spill {spill / 1e6:.1f} MB  wrong={wrong} missing={missing} dup_ids={dup_ids}  ({load_after}){status}")
     if keep or os.environ.get("KEEP") == "1":
         res["tmp"] = tmp
     else:

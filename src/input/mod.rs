@@ -1,7 +1,7 @@
 //! Input: turns one line, in any shape rsyslog or CloudWatch produces, into one [`Event`].
 //!
 //! Shapes are detected per line, never configured (see `docs/event-schema.md`, "Input"):
-//! our JSON envelope, a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
+//! our envelope (version 2, tab-separated, or version 1, JSON), a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
 //! object, a row of the CloudWatch console's ASCII table, and any of those behind a syslog header
 //! (RFC 5424, RFC 3164, `RSYSLOG_FileFormat`, `RSYSLOG_TraditionalFileFormat`). The [`Parser`]
 //! keeps its buffers and the classifier's memory across lines.
@@ -230,6 +230,7 @@ impl Parser {
                 }
                 self.parse_json(s, ev, meta, depth)
             }
+            b'Q' if s.starts_with(envelope::V2_PREFIX) => self.parse_envelope_v2(s, ev, meta, depth),
             b'|' => self.parse_cloudwatch_row(s, ev, meta, depth),
             b'-' if s.bytes().all(|b| b == b'-') => Ok(Parsed::Skip),
             _ => match parse_header(s, &self.now) {
