@@ -37,9 +37,20 @@ impl Parser {
     ) -> Result<Parsed, ParseError> {
         // Fields missing at the end are empty: the line's trailing blanks were trimmed, and an
         // empty message or host name takes its tab with it.
+        let rest = &s[V2_PREFIX.len()..];
         let mut f = [""; 7];
-        for (slot, value) in f.iter_mut().zip(s[V2_PREFIX.len()..].splitn(7, '\t')) {
-            *slot = value;
+        let mut start = 0;
+        for (i, slot) in f.iter_mut().enumerate() {
+            if start > rest.len() {
+                break; // the missing trailing fields stay empty
+            }
+            // Cut at ASCII tabs: char boundaries. The message takes the rest of the line.
+            let end = match i {
+                6 => rest.len(),
+                _ => memchr::memchr(b'\t', &rest.as_bytes()[start..]).map_or(rest.len(), |p| start + p),
+            };
+            *slot = &rest[start..end];
+            start = end + 1;
         }
         let [gen, uuid, time, cluster, fromhost, hostname, msg] = f;
         if gen.len() > 128 || !gen.bytes().all(|b| b.is_ascii_graphic()) {
@@ -76,9 +87,19 @@ impl Parser {
         };
         // (The early errors leave the envelope's cluster, node and fromhost_ip out of `ev`.)
         if let Some(t) = time.filter(|t| !t.is_empty()) {
-            match parse_rfc3339_prefix(t.as_bytes()) {
-                Some((ts, n)) if n == t.len() => meta.time = Some(ts),
-                _ => return err(format!("envelope time {t:?} is not RFC 3339")),
+            // Messages come many to a second: the last time read is usually this one.
+            if self.env_time_last.0 == t {
+                meta.time = Some(self.env_time_last.1);
+            } else {
+                match parse_rfc3339_prefix(t.as_bytes()) {
+                    Some((ts, n)) if n == t.len() => {
+                        meta.time = Some(ts);
+                        self.env_time_last.0.clear();
+                        self.env_time_last.0.push_str(t);
+                        self.env_time_last.1 = ts;
+                    }
+                    _ => return err(format!("envelope time {t:?} is not RFC 3339")),
+                }
             }
         }
         if let Some(u) = uuid {

@@ -109,6 +109,8 @@ pub struct Parser {
     env_uuid: String,
     env_uuid_raw: String,
     env_time: String,
+    /// The last envelope time read and its value.
+    env_time_last: (String, Timestamp),
     /// Off in tests, to compare the envelope fast path with the general JSON path.
     envelope_fast_path: bool,
     /// Reused buffer for the id hash input (cluster, NUL, line): one-shot xxh3 over a
@@ -130,6 +132,7 @@ impl Parser {
             env_uuid: String::new(),
             env_uuid_raw: String::new(),
             env_time: String::new(),
+            env_time_last: (String::new(), Timestamp { secs: 0, nanos: 0, frac_digits: 0 }),
             envelope_fast_path: true,
             hash_input: Vec::with_capacity(1024),
         }
