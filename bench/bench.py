@@ -147,6 +147,12 @@ def bench_wiring(wiring):
     peers = [("syslog-ng", dict(kind="syslog-ng"))] if sng else []
     if ok:
         peers.append(("mmnormalize", dict(kind="mmnormalize")))
+    before = os.environ.get("BEFORE_BIN")
+    if before and os.path.exists(before) and wiring.before_available():
+        # What was shipped before issue 11: its wiring (envelope version 1) and its binary.
+        peers.append(("before", dict(kind="shipped", program="qab", fsync=False, variant=("v1",), qab_bin=before)))
+    else:
+        out["missing"].append(f"the 'before' row: no binary of {wiring.BEFORE_REV} (bench/run.sh builds it)")
     peers += [("qab", dict(kind="shipped", program="qab", fsync=False)),
               ("qab-fsync", dict(kind="shipped", program="qab", fsync=True)),
               ("ack", dict(kind="shipped", program="ack"))]

@@ -12,16 +12,11 @@ ROOT = os.path.dirname(HERE)
 PEER_NAMES = {
     "syslog-ng": "syslog-ng csv-parser + format-json -> file",
     "mmnormalize": "rsyslog + mmnormalize (liblognorm) -> omfile",
+    "before": "before issue 11: wiring and binary of 62b50d2 (envelope v1) -> file, fsync off",
     "qab": "**shipped wiring + our binary -> file, fsync off**",
     "qab-fsync": "shipped wiring + our binary -> file, fsync on (shipped default)",
     "ack": "shipped wiring + C acknowledger (`bench/ack.c`, the omprog ceiling)",
 }
-
-# The figures of the run before issue 11's redesign (same harness, shipped wiring of main at
-# 62b50d2: envelope v1, `set $.qab_uuid`, action queue size 100000 / highWatermark 80000), kept
-# for the before/after comparison; see bench/analysis.md.
-BEFORE = None
-
 
 FORMATS_ORDER = ["json", "ecs", "ocsf", "cef", "leef"]
 
@@ -54,6 +49,10 @@ def correctness(r):
     if r["program"] == "ack" and r["kind"] == "shipped":
         return "-", "-"
     return f"{r['wrong']:,}", f"{r['missing']:,}"
+
+
+def dup_ids(r):
+    return f"{r.get('duplicate_ids', 0):,}" if r["kind"] == "shipped" and r["program"] != "ack" else "-"
 
 
 def write(R, md_path=None, png_path=None):
@@ -118,9 +117,13 @@ def write(R, md_path=None, png_path=None):
         targets.append(["shipped default (fsync on) within 10 % of fsync off (throughput)", f"{f:.2f}x", mark(f >= 0.9)])
     if q:
         rss = (q["daemon_hwm_kib"] + q["prog_hwm_kib"]) / 1024
-        before = f" (before: {BEFORE['rss_mib']:.0f} MiB)" if BEFORE else ""
-        targets.append(["peak RSS rsyslogd + binary (fsync off row), no worse than before", f"{rss:.0f} MiB{before}",
-                        mark(rss <= BEFORE["rss_mib"] * 1.05) if BEFORE else "reported"])
+        b = P.get("before")
+        if b:
+            brss = (b["daemon_hwm_kib"] + b["prog_hwm_kib"]) / 1024
+            targets.append(["peak RSS rsyslogd + binary no worse than before (same run)", f"{rss:.0f} MiB (before: {brss:.0f} MiB)",
+                            mark(rss <= brss * 1.05)])
+        else:
+            targets.append(["peak RSS rsyslogd + binary", f"{rss:.0f} MiB", "reported (no before row)"])
     prof = R.get("profile") or {}
     if "csv" in prof:
         targets.append(["(load-independent) instructions per CSV event, convert --to json",
@@ -176,7 +179,7 @@ def write(R, md_path=None, png_path=None):
     if P:
         qr = P.get("qab")
         rows = []
-        for k in ("syslog-ng", "mmnormalize", "qab", "qab-fsync", "ack"):
+        for k in ("syslog-ng", "mmnormalize", "before", "qab", "qab-fsync", "ack"):
             if k not in P:
                 continue
             r = P[k]
@@ -185,10 +188,26 @@ def write(R, md_path=None, png_path=None):
             rows.append([PEER_NAMES[k], fmt_int(r["msgs_per_s"]) + rounds(r), ratio,
                          f"{r['daemon_cpu_per_M']:.1f} + {r['prog_cpu_per_M']:.1f} = {r['total_cpu_per_M']:.1f}",
                          f"{mib(r['daemon_hwm_kib'])} + {mib(r['prog_hwm_kib'])}", f"{r['spill_bytes'] / 1e6:.1f}",
-                         r["instances"], wrong, missing, r["load_after"].replace("load ", "")])
+                         r["instances"], wrong, missing, dup_ids(r), r["load_after"].replace("load ", "")])
         A(table(["what", "msgs/s", "ours (fsync off) / this", "CPU s per M events: daemon + children = total",
-                 "peak RSS MiB: daemon + children", "spill MB", "program instances", "wrong", "missing", "load after"], rows))
+                 "peak RSS MiB: daemon + children", "spill MB", "program instances", "wrong", "missing", "duplicate ids",
+                 "load after"], rows))
         A("")
+        b = P.get("before")
+        if b and qr:
+            rows = []
+            for k in ("syslog-ng", "mmnormalize", "ack"):
+                if k in P:
+                    r = P[k]
+                    rows.append([PEER_NAMES[k], f"{b['msgs_per_s'] / r['msgs_per_s']:.2f} -> **{qr['msgs_per_s'] / r['msgs_per_s']:.2f}**",
+                                 f"{b['total_cpu_per_M'] / r['total_cpu_per_M']:.2f} -> **{qr['total_cpu_per_M'] / r['total_cpu_per_M']:.2f}**",
+                                 f"{b['prog_cpu_per_M'] / r['prog_cpu_per_M']:.2f} -> **{qr['prog_cpu_per_M'] / r['prog_cpu_per_M']:.2f}**"
+                                 if k == "ack" else ""])
+            A("Before (the wiring and binary of 62b50d2) -> now, as ratios to each row of the same run:")
+            A("")
+            A(table(["compared with", "throughput ratio (higher is better)", "total CPU per event ratio (lower is better)",
+                     "program CPU per message ratio"], rows))
+            A("")
         if W.get("syslog_ng_version"):
             A(f"syslog-ng: `{W['syslog_ng_version']}` (Debian's syslog-ng-core, unpacked, not installed); "
               "`csv-parser(... quote-pairs('\"\"') flags(escape-double-char))`: `dialect(escape-double-char)` "
@@ -249,9 +268,10 @@ def write(R, md_path=None, png_path=None):
             rows.append([r["clusters"], r["dests"], fmt_int(r["msgs_per_s"]), f"{r['events']:,}",
                          f"{r['daemon_cpu_per_M']:.1f} + {r['prog_cpu_per_M']:.1f} = {r['total_cpu_per_M']:.1f}",
                          f"{r['cpu_per_M_events']:.1f}", r["instances"], f"{mib(r['daemon_hwm_kib'])} + {mib(r['prog_hwm_kib'])}",
-                         f"{r['spill_bytes'] / 1e6:.1f}", wrong, missing, r["load_after"].replace("load ", "")])
+                         f"{r['spill_bytes'] / 1e6:.1f}", wrong, missing, dup_ids(r), r["load_after"].replace("load ", "")])
         A(table(["clusters", "destinations", "input msgs/s", "events delivered", "CPU s per M input msgs: rsyslogd + binaries",
-                 "CPU s per M events delivered", "instances", "peak RSS MiB", "spill MB", "wrong", "missing", "load after"], rows))
+                 "CPU s per M events delivered", "instances", "peak RSS MiB", "spill MB", "wrong", "missing", "duplicate ids",
+                 "load after"], rows))
         A("")
 
     # ------------------------------------------------------------ startup, memory

@@ -29,6 +29,19 @@ mkdir -p bench/build
 gcc -O2 -Wall -Wextra -o bench/build/ack bench/ack.c
 gcc -O2 -Wall -Wextra -o bench/build/pingpong bench/pingpong.c
 export QAB_BIN="$PWD/target/release/qumulo-audit-broker"
+# The binary of the revision before issue 11 (bench/wiring.py BEFORE_REV), for the "before" row:
+# the wiring and the binary shipped then, in the same run. Built once into bench/build/before.
+BEFORE_REV=$(sed -n 's/^BEFORE_REV = "\(.*\)"$/\1/p' bench/wiring.py)
+if [ -z "${NO_BEFORE:-}" ] && git cat-file -e "$BEFORE_REV^{commit}" 2>/dev/null; then
+  if [ ! -x bench/build/before/release/qumulo-audit-broker ]; then
+    echo "bench: building the binary of $BEFORE_REV (once)" >&2
+    rm -rf bench/build/before-src && mkdir -p bench/build/before-src
+    git archive "$BEFORE_REV" | tar -x -C bench/build/before-src
+    CARGO_TARGET_DIR="$PWD/bench/build/before" cargo build --release --quiet --manifest-path bench/build/before-src/Cargo.toml
+    rm -rf bench/build/before-src
+  fi
+  export BEFORE_BIN="$PWD/bench/build/before/release/qumulo-audit-broker"
+fi
 export ACK_BIN="$PWD/bench/build/ack"
 export PINGPONG_BIN="$PWD/bench/build/pingpong"
 export BENCH_COMMAND="${QUICK:+QUICK=1 }bench/run.sh"

@@ -388,7 +388,7 @@ class Counter:
 
 
 def run(label, kind, wire, n, clusters=1, dests=1, program="qab", fsync=False, variant=(), keep=False,
-        timeout=None, py=None):
+        timeout=None, py=None, qab_bin=None):
     """One end-to-end run. kind: shipped | syslog-ng | mmnormalize. Returns a result dict."""
     import sys
     py = py or sys.executable
@@ -406,7 +406,7 @@ def run(label, kind, wire, n, clusters=1, dests=1, program="qab", fsync=False, v
             if program == "ack":
                 binaries.append(f"{os.environ['ACK_BIN']} {out}")
             else:
-                binaries.append(f"{os.environ['QAB_BIN']} omprog --config {qab_toml(tmp, i, fsync)}")
+                binaries.append(f"{qab_bin or os.environ['QAB_BIN']} omprog --config {qab_toml(tmp, i, fsync)}")
         conf = shipped_conf(tmp, ports, binaries, variant, rev=variant_rev(variant))
     elif kind == "mmnormalize":
         outs.append(f"{tmp}/events0.ndjson")
