@@ -226,8 +226,9 @@ def write(R, md_path=None, png_path=None):
         A("")
         A(f"The shipped wiring with the acknowledger as the program (it does the same work in every row), "
           f"one element changed at a time, {R.get('cost_rounds', 1)} interleaved round(s) with the shipped "
-          "row, medians. The difference to the shipped row is what the element costs rsyslogd per "
-          "million events (negative: removing it saves that much). Same input as section 2.")
+          "row, medians. The difference to the shipped row (for version 1's elements: to the version 1 row) "
+          "is what the element costs rsyslogd per million events (negative: removing it saves that much). "
+          "Same input as section 2.")
         A("")
         base = C["shipped"]
         names = W.get("variant_names", {})
@@ -237,8 +238,11 @@ def write(R, md_path=None, png_path=None):
         for k, r in C.items():
             if k == "shipped":
                 continue
+            # Version 1's elements are costed against version 1 as shipped before.
+            ref = C["v1"] if k.startswith("v1-") and "v1" in C else base
+            vs = f"{r['daemon_cpu_per_M'] - ref['daemon_cpu_per_M']:+.1f}" + (" (vs v1)" if ref is not base else "")
             rows.append([names.get(k, k), fmt_int(r["msgs_per_s"]) + rounds(r), f"{r['daemon_cpu_per_M']:.1f}",
-                         f"{r['daemon_cpu_per_M'] - base['daemon_cpu_per_M']:+.1f}", f"{r['prog_cpu_per_M']:.1f}",
+                         vs, f"{r['prog_cpu_per_M']:.1f}",
                          f"{r['spill_bytes'] / 1e6:.1f}", mib(r["daemon_hwm_kib"]), r["instances"],
                          r["load_after"].replace("load ", "")])
         if P.get("qab") and P.get("qab-fsync"):
