@@ -379,10 +379,6 @@ mod tests {
         let v1 = r#"{"v":1,"cluster":"c","time":"yesterday","msg":"x"}"#;
         let v2 = line("g", "", "yesterday", "c", "10.0.0.1", "h", "x");
         assert_eq!(error(&mut p, v1), error(&mut p, &v2));
-        // A version 2 line inside a message is read as one (bounded like any nesting).
-        let mut ev = Event::default();
-        let inner = line("g", "", t, "inner", "10.0.0.1", "h", body);
-        assert_eq!(p.parse(line("g", "", t, "outer", "10.0.0.2", "h", &inner.replace('\t', " ")).as_bytes(), &mut ev).is_err(), true);
     }
 
     /// The envelope fast path gives exactly what the general JSON path gives (event, result and

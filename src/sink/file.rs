@@ -169,4 +169,28 @@ mod tests {
         assert_eq!(sink.deliver(&batch(&["{\"c\":3}\n", "{\"d\":4}\n"]), &[0, 1]), Attempt::ok());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":4}\n");
     }
+
+    /// With fsync, a transaction is synced once, with its last batch; the batches before it stay
+    /// pending until then (or until the file is dropped), and an empty last batch syncs them.
+    #[test]
+    fn fsync_once_per_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let cfg = Config::parse(&format!("[destination]\ntype = \"file\"\npath = \"{}\"\nfsync = true\n", path.display())).unwrap();
+        let Destination::File(d) = &cfg.destination else { panic!("{cfg:?}") };
+        let mut sink = FileSink::new(d).unwrap();
+        assert_eq!(sink.deliver(&batch(&["{\"a\":1}\n"]), &[0]), Attempt::ok());
+        assert!(sink.unsynced, "a batch that does not end its transaction is not synced yet");
+        let mut last = batch(&["{\"b\":2}\n"]);
+        last.commits = true;
+        assert_eq!(sink.deliver(&last, &[0]), Attempt::ok());
+        assert!(!sink.unsynced, "the last batch syncs the transaction");
+        assert_eq!(sink.deliver(&batch(&["{\"c\":3}\n"]), &[0]), Attempt::ok());
+        assert_eq!(sink.sync_pending(), Ok(()));
+        assert!(!sink.unsynced, "an empty last batch syncs what is pending");
+        assert_eq!(sink.deliver(&batch(&["{\"d\":4}\n"]), &[0]), Attempt::ok());
+        sink.reopen();
+        assert!(!sink.unsynced, "a dropped file is synced first");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n");
+    }
 }
