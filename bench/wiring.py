@@ -301,7 +301,8 @@ VARIANTS = {
     "queue-holds-burst": ("action queue.size 400000 / highWatermark 360000 (holds the whole burst in memory)",
                           lambda c: _queue_param(_queue_param(c, "size", "400000"), "highWatermark", "360000"), None),
     "batch128": ("queue.dequeueBatchSize=128 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "128"), None),
-    "batch4096": ("queue.dequeueBatchSize=4096 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "4096"), None),
+    "batch1024": ("queue.dequeueBatchSize=1024 (action queue; the file destination ships 4096)",
+                  lambda c: _queue_param(c, "dequeueBatchSize", "1024"), None),
     "workers1": ("queue.workerThreads=1 (one program instance)", lambda c: _queue_param(c, "workerThreads", "1"), None),
     "workers4": ("queue.workerThreads=4 (up to four instances)", lambda c: _queue_param(c, "workerThreads", "4"), None),
 }
