@@ -42,13 +42,14 @@ cat > "$TMP/rsyslog.conf" <<CONF
 global(workDirectory="$TMP/spool")
 module(load="imtcp")
 module(load="omprog")
-template(name="qab_envelope" type="string" string="{\"v\":1,\"cluster\":\"%\$.cluster:::json%\",\"fromhost_ip\":\"%fromhost-ip:::json%\",\"hostname\":\"%hostname:::json%\",\"time\":\"%timereported:::date-rfc3339,json%\",\"uuid\":\"%uuid%\",\"msg\":\"%msg:::json%\"}\n")
+module(load="mmsequence")
+template(name="qab_envelope" type="string" string="QAB2\t%timegenerated:::date-rfc3339%/%\$.qab_seq%\t%\$.qab_uuid%\t%timereported:::date-rfc3339%\t%\$.cluster:::escape-cc%\t%fromhost-ip%\t%hostname:::escape-cc%\t%msg:::escape-cc%\n")
 input(type="imtcp" address="127.0.0.1" port="$P1" ruleset="cluster_alpha")
 input(type="imtcp" address="127.0.0.1" port="$P2" ruleset="cluster_beta")
 ruleset(name="cluster_alpha") { set \$.cluster = "alpha"; call qab_deliver }
 ruleset(name="cluster_beta") { set \$.cluster = "beta"; call qab_deliver }
 ruleset(name="qab_deliver") {
-  set \$.qab_uuid = \$uuid;
+  action(type="mmsequence" mode="instance" from="0" to="2147483647" var="\$.qab_seq")
   action(type="omprog" name="qab_file"
          binary="$BIN omprog --config $TMP/file.toml"
          template="qab_envelope" output="$TMP/broker.log"

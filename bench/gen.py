@@ -5,8 +5,12 @@
   gen.py json N FILE    # RSYSLOG_FileFormat (RFC 3339) header + JSON body
   gen.py envelope N FILE  # what omprog hands our binary: the qab_envelope JSON rsyslog renders
                         # around a wire line (CSV and JSON bodies alternating)
+  gen.py envelope2 N FILE # the same as version 2 of the envelope (tab-separated, the message raw)
   gen.py wire N FILE    # what Qumulo sends over TCP: <134>Jun  6 ... q-node-1 qumulo <body>,
                         # CSV and JSON bodies alternating (for the end-to-end runs)
+  gen.py qcsv N FILE    # the peers' job: wire lines with CSV bodies only, 1 % with a quoted comma in
+                        # the path, 1 % with doubled quotes, 1 % with an IPv6 client, ~1 % with
+                        # empty fields (logins); FILE.expect holds each line's fields as JSON
 
 Every line is distinct: event n carries n in its file id and path. The mix of operations,
 protocols, users, statuses and path lengths follows a busy SMB/NFS file server: mostly reads,
@@ -61,7 +65,23 @@ def events(n_total, seed=42):
 
 
 def csv_body(e):
-    return f'{e["ip"]},"{e["user"]}",{e["proto"]},{e["op"]},{e["status"]},{e["fid"]},"{e["path"]}","{e["target"]}"'
+    q = lambda s: s.replace('"', '""')  # Qumulo doubles a quote inside a quoted field
+    return f'{e["ip"]},"{q(e["user"])}",{e["proto"]},{e["op"]},{e["status"]},{e["fid"]},"{q(e["path"])}","{q(e["target"])}"'
+
+
+def tricky(e):
+    """The lines that tell a CSV reader from a comma split: 1 in 100 has a comma inside the quoted
+    path (and target), 1 in 100 doubled quotes, 1 in 100 an IPv6 client address."""
+    e = dict(e)
+    k = e["n"] % 100
+    if k == 7 and e["path"]:
+        e["path"] = e["path"].replace("/file-", "/budget, final/file-").replace("/dir-", "/a,b/dir-")
+        e["target"] = e["target"].replace("/file-", "/budget, final/file-")
+    elif k == 57 and e["path"]:
+        e["path"] = e["path"].replace("/file-", '/the "best" file-').replace("/dir-", '/"q"/dir-')
+    elif k == 31:
+        e["ip"] = f"2001:db8::{e['n'] % 65536:x}"
+    return e
 
 
 def json_body(e):
@@ -92,6 +112,7 @@ def trad_time(secs):
 
 def main():
     kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    expect = open(path + ".expect", "w") if kind == "qcsv" else None
     with open(path, "w", buffering=1 << 20) as f:
         w = f.write
         for e in events(n):
@@ -109,6 +130,17 @@ def main():
                 w(f'{{"v":1,"cluster":"prod","fromhost_ip":"10.1.0.{1 + e["n"] % 4}","hostname":"{node}",'
                   f'"time":"2024-06-06T{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}+00:00","uuid":"{uuid}",'
                   f'"msg":"{rsyslog_json(" " + body)}"}}\n')
+            elif kind == "envelope2":
+                body = csv_body(e) if e["n"] % 2 == 0 else json_body(e)
+                s = e["secs"]
+                w(f"QAB2\t2026-12-02T06:32:40.{e['n'] % 1000000:06d}+00:00/{e['n']}\t\t"
+                  f"2024-06-06T{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}+00:00\tprod\t10.1.0.{1 + e['n'] % 4}\t"
+                  f"{node}\t {body}\n")
+            elif kind == "qcsv":
+                e = tricky(e)
+                w(f"<134>{trad_time(e['secs'])} {node} qumulo {csv_body(e)}\n")
+                expect.write(json.dumps([node, e["ip"], e["user"], e["proto"], e["op"], e["status"], e["fid"],
+                                         e["path"], e["target"]]) + "\n")
             elif kind == "wire":
                 body = csv_body(e) if e["n"] % 2 == 0 else json_body(e)
                 w(f"<134>{trad_time(e['secs'])} {node} qumulo {body}\n")

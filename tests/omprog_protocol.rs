@@ -543,6 +543,54 @@ fn sigkill_mid_transaction_keeps_the_deferred_lines_for_the_next_instance() {
     assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
 }
 
+/// Event `n` as the version 2 template renders it (docs/event-schema.md): `uuid` is empty for a
+/// message numbered by mmsequence, or the version 1 uuid of a message queued before an upgrade.
+fn envelope_v2(cluster: &str, n: u64, uuid: &str) -> String {
+    format!(
+        "QAB2\t2026-12-02T06:32:40.644157+00:00/{n}\t{uuid}\t{ENVELOPE_TIME}\t{cluster}\t127.0.0.1\tq-node-1\t {}",
+        sender::csv_body(n)
+    )
+}
+
+/// An upgrade loses nothing: a version 1 journal left by an instance of the old version that died
+/// mid-transaction is adopted and delivered by the new version, with its uuids as ids, next to
+/// version 2 lines; and the version 2 lines of messages queued before the upgrade (they carry
+/// their `$.qab_uuid`) keep their version 1 ids.
+#[test]
+fn upgrade_delivers_version_1_journals_and_keeps_their_ids() {
+    let c = Case::new();
+    let cfg = c.file_config("");
+    let mut old = c.start(&cfg);
+    assert_eq!(old.begin(), Reply::Ok);
+    let v1_open = envelopes("alpha", 0..3);
+    for l in &v1_open {
+        assert_eq!(old.send(l), Reply::DeferCommit);
+    }
+    old.signal(libc::SIGKILL);
+    old.wait_exit(T);
+    assert_eq!(journal_lines(&c.journal_files()[0]), v1_open, "the old instance's journal holds version 1 lines");
+
+    let mut new = c.start(&cfg);
+    wait_for(T, "the version 1 journal delivered", || (c.out_lines().len() >= 3).then_some(()), || new.diagnostics());
+    // Messages queued before the upgrade, rendered again by the version 2 template, and new ones.
+    let lines: Vec<String> = (3..5).map(|n| envelope_v2("alpha", n, &uuid(n))).chain((5..7).map(|n| envelope_v2("alpha", n, ""))).collect();
+    commit_ok(&mut new, &lines);
+    finish(new);
+    let out = c.out_lines();
+    assert_json_records(&out[..5], "alpha", 0..5);
+    for (line, n) in out[5..].iter().zip(5..7) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let want = expected_value("alpha", n);
+        for key in ["time", "cluster", "node", "fromhost_ip", "client_ip", "user", "operation", "file_id", "path", "action"] {
+            assert_eq!(v[key], want[key], "{key} of event {n}: {line}");
+        }
+        let id = v["id"].as_str().unwrap();
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != uuid(n), "event {n}: id hashed from the line: {line}");
+    }
+    assert_ne!(out[5], out[6]);
+    assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
+}
+
 #[test]
 fn sigterm_exits_promptly_idle_mid_transaction_and_while_retrying() {
     // Idle.

@@ -117,14 +117,15 @@ struct Pipeline {
 impl Pipeline {
     fn start(actions: &[(&str, PathBuf)]) -> Pipeline {
         let mut body = String::new();
-        body.push_str("module(load=\"omprog\")\n");
+        body.push_str("module(load=\"omprog\")\nmodule(load=\"mmsequence\")\n");
         body.push_str(&envelope_template());
         body.push('\n');
         body.push_str(
             "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{WORKDIR}/beta.port\" ruleset=\"cluster_beta\")\n\
              ruleset(name=\"cluster_alpha\") { set $.cluster = \"alpha\"; call qab_deliver }\n\
              ruleset(name=\"cluster_beta\") { set $.cluster = \"beta\"; call qab_deliver }\n\
-             ruleset(name=\"qab_deliver\") {\n",
+             ruleset(name=\"qab_deliver\") {\n\
+             action(type=\"mmsequence\" mode=\"instance\" from=\"0\" to=\"2147483647\" var=\"$.qab_seq\")\n",
         );
         for (name, cfg) in actions {
             body.push_str(&omprog_action(name, cfg));
@@ -223,7 +224,7 @@ fn is_hex32(s: &str) -> bool {
 /// Checks one delivered canonical event of number `n`: cluster, id, the fields from the envelope.
 fn check_event(v: &Value, n: u64, cluster: &str, format: &str) {
     assert_eq!(v["cluster"], cluster, "event {n}: {v}");
-    assert!(v["id"].as_str().is_some_and(is_hex32), "event {n}: id is rsyslog's 32-hex uuid: {v}");
+    assert!(v["id"].as_str().is_some_and(is_hex32), "event {n}: id is 32 hex digits (hashed from the envelope line): {v}");
     assert_eq!(v["node"], "q-node-1", "{v}");
     assert_eq!(v["fromhost_ip"], "127.0.0.1", "{v}");
     assert_eq!(v["path"], format!("/share/file-{n}.txt"), "{v}");
@@ -348,7 +349,7 @@ fn b_hec_and_elasticsearch_fan_out() {
     }
     assert!(hec.requests().iter().all(|r| r.header("authorization") == Some("Splunk test-token")));
     // ES: _id is the event id, and both destinations got the same id for the same event
-    // (rsyslog renders %uuid% once per message).
+    // (the envelope line, numbered once by mmsequence in qab_deliver, is the same for both).
     for doc in es.es_docs() {
         let n = sender::event_number(&doc.source.to_string()).unwrap();
         let (cluster, format) = cluster_of(n, N);

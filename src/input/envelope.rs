@@ -1,14 +1,67 @@
-//! Our rsyslog envelope (`docs/event-schema.md`, "The envelope"): one JSON object per message
-//! with the cluster, sender, time, rsyslog's `%uuid%` and the message. The template's exact
-//! rendering is read by a fast path without serde ([`Parser::parse_envelope_fast`]); anything
-//! else JSON-shaped goes through [`super::json`], and both end in [`Parser::finish_envelope`],
-//! which applies the envelope's rules and parses the message it carries.
+//! Our rsyslog envelope (`docs/event-schema.md`, "The envelope"), in its two versions:
+//!
+//! * version 2 (shipped): `QAB2` and seven tab-separated fields, the message last and raw
+//!   ([`Parser::parse_envelope_v2`]). rsyslog renders it without JSON escaping and without
+//!   `%uuid%` (whose libuuid call costs about 17 system calls per message), and we read it with
+//!   a split on tabs;
+//! * version 1: one JSON object per message with the cluster, sender, time, rsyslog's `%uuid%`
+//!   and the message. Still read, so that lines written by an older template (journals of dead
+//!   instances, messages in rsyslog's queues during an upgrade) are delivered, with the same ids.
+//!   The template's exact rendering is read by a fast path without serde
+//!   ([`Parser::parse_envelope_fast`]); anything else JSON-shaped goes through [`super::json`].
+//!
+//! Every version ends in [`Parser::finish_envelope`], which applies the envelope's rules and
+//! parses the message it carries.
 
 use super::{err, fields, LineMeta, ParseError, Parsed, Parser};
 use crate::event::Event;
 use crate::time::parse_rfc3339_prefix;
 
+/// What opens a version 2 envelope line.
+pub(super) const V2_PREFIX: &str = "QAB2\t";
+
 impl Parser {
+    /// A version 2 envelope: `QAB2`, then `gen`, `uuid`, `time`, `cluster`, `fromhost_ip`,
+    /// `hostname` and `msg`, separated by one tab each; `msg` is the rest of the line, raw. No
+    /// field but `msg` may hold a tab (rsyslog's `escape-cc` writes control characters as `#ooo`).
+    /// `gen` (rsyslog's `timegenerated` and a sequence number) is not read: it only makes the
+    /// line, and so the id hashed from it, unique per received message. `uuid` is empty except
+    /// for messages that entered rsyslog's queues under the version 1 configuration (their
+    /// `$.qab_uuid`): it is then the id, as it was in version 1.
+    pub(super) fn parse_envelope_v2(
+        &mut self,
+        s: &str,
+        ev: &mut Event,
+        meta: &mut LineMeta<'_>,
+        depth: u8,
+    ) -> Result<Parsed, ParseError> {
+        // Fields missing at the end are empty: the line's trailing blanks were trimmed, and an
+        // empty message or host name takes its tab with it.
+        let rest = &s[V2_PREFIX.len()..];
+        let mut f = [""; 7];
+        let mut start = 0;
+        for (i, slot) in f.iter_mut().enumerate() {
+            if start > rest.len() {
+                break; // the missing trailing fields stay empty
+            }
+            // Cut at ASCII tabs: char boundaries. The message takes the rest of the line.
+            let end = match i {
+                6 => rest.len(),
+                _ => memchr::memchr(b'\t', &rest.as_bytes()[start..]).map_or(rest.len(), |p| start + p),
+            };
+            *slot = &rest[start..end];
+            start = end + 1;
+        }
+        let [gen, uuid, time, cluster, fromhost, hostname, msg] = f;
+        if gen.len() > 128 || !gen.bytes().all(|b| b.is_ascii_graphic()) {
+            return err(format!("envelope gen {} is not up to 128 printable ASCII characters", fields::shown(gen)));
+        }
+        ev.cluster.push_str(cluster);
+        ev.fromhost_ip.push_str(fromhost);
+        ev.node.push_str(hostname);
+        self.finish_envelope(ev, meta, Some(time), Some(uuid), msg, depth)
+    }
+
     /// The envelope's fields are in `ev` (cluster, node, fromhost_ip); `time`, `uuid` and `msg`
     /// are its other values. Parses the message it carries and merges the two.
     pub(super) fn finish_envelope(
@@ -34,9 +87,19 @@ impl Parser {
         };
         // (The early errors leave the envelope's cluster, node and fromhost_ip out of `ev`.)
         if let Some(t) = time.filter(|t| !t.is_empty()) {
-            match parse_rfc3339_prefix(t.as_bytes()) {
-                Some((ts, n)) if n == t.len() => meta.time = Some(ts),
-                _ => return err(format!("envelope time {t:?} is not RFC 3339")),
+            // Messages come many to a second: the last time read is usually this one.
+            if self.env_time_last.0 == t {
+                meta.time = Some(self.env_time_last.1);
+            } else {
+                match parse_rfc3339_prefix(t.as_bytes()) {
+                    Some((ts, n)) if n == t.len() => {
+                        meta.time = Some(ts);
+                        self.env_time_last.0.clear();
+                        self.env_time_last.0.push_str(t);
+                        self.env_time_last.1 = ts;
+                    }
+                    _ => return err(format!("envelope time {t:?} is not RFC 3339")),
+                }
             }
         }
         if let Some(u) = uuid {
@@ -233,6 +296,90 @@ fn unescape_json_string(s: &str, i: usize, out: &mut String) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::input::ParserOptions;
+
+    /// A message rendered by the version 2 template gives the event the version 1 template gave
+    /// for it (same uuid: same id); without a uuid the id is the hash of the whole line, so two
+    /// messages that differ only in `gen` get two ids, and the same line always the same id.
+    #[test]
+    fn envelope_v2_reads_as_v1() {
+        let now = parse_rfc3339_prefix(b"2026-03-01T00:00:00Z").unwrap().0;
+        let mut p = Parser::new(ParserOptions::default());
+        p.set_now(now);
+        let json = |s: &str| serde_json::to_string(s).unwrap().replace('/', "\\/");
+        let bodies = [
+            r#" 10.20.0.1,"AD\bob",smb2,fs_list_directory,ok,100000,"/hr/a, b/""q""/dir-0/","""#,
+            r#" 2001:db8::1,"CORP\carol",nfs3,fs_rename,ok,7,"/p/x.tmp","/p/x.txt""#,
+            r#" 10.20.0.3,"svc",smb2,smb_login,ok,,"","""#,
+            r#" {"user_id": {"sid": "S-1-5", "auth_id": "1201", "name": "CORP\\carol"}, "user_ip": "10.21.0.2", "protocol": "smb2", "operation": "fs_read_data", "status": "ok", "details": {"file_id": "1", "path": "/p", "size": 7}}"#,
+            "Jun  6 14:52:28 q-1 qumulo 1.2.3.4,u,api,fs_open,ok,1,/p#011tab,",
+            "\u{feff}10.0.0.9,u,api,fs_open,ok,1,/p,  ",
+        ];
+        for (k, body) in bodies.iter().enumerate() {
+            for (cluster, host, time) in [("prod", "q-prod-1", "2026-06-06T14:52:28+00:00"), ("c 2", "", ""), ("", "q-2", "2024-01-02T03:04:05.123456Z")] {
+                let uuid = format!("{k:032X}");
+                let v1 = format!(
+                    r#"{{"v":1,"cluster":{},"fromhost_ip":"10.0.0.1","hostname":{},"time":"{time}","uuid":"{uuid}","msg":{}}}"#,
+                    json(cluster),
+                    json(host),
+                    json(body)
+                );
+                let v2 = |gen: &str, uuid: &str| format!("QAB2\t{gen}\t{uuid}\t{time}\t{cluster}\t10.0.0.1\t{host}\t{body}");
+                let (mut e1, mut e2, mut e3, mut e4) = (Event::default(), Event::default(), Event::default(), Event::default());
+                let r1 = p.parse(v1.as_bytes(), &mut e1);
+                assert_eq!(r1, Ok(Parsed::Event), "{v1}");
+                assert_eq!(p.parse(v2("2026-12-02T06:32:40.644157+00:00/7", &uuid).as_bytes(), &mut e2), r1, "{body}");
+                assert_eq!(e1, e2, "same uuid, same event: {body}");
+                let line = v2("2026-12-02T06:32:40.644157+00:00/8", "");
+                assert_eq!(p.parse(line.as_bytes(), &mut e3), r1);
+                assert_eq!(e3.id, crate::input::line_hash(&e3.cluster, line.as_bytes()), "the id hashes the line");
+                assert_eq!(p.parse(v2("2026-12-02T06:32:40.644157+00:00/9", "").as_bytes(), &mut e4), r1);
+                assert_ne!(e3.id, e4.id, "another gen, another id");
+                e3.id.clear();
+                e4.id.clear();
+                e1.id.clear();
+                assert_eq!(e1, e3);
+                assert_eq!(e3, e4);
+            }
+        }
+    }
+
+    /// Version 2 keeps version 1's rules, with the same error texts.
+    #[test]
+    fn envelope_v2_rules() {
+        let mut p = Parser::new(ParserOptions::default());
+        let body = r#" 10.20.0.1,"AD\bob",smb2,fs_read_data,ok,1,"/p","""#;
+        let line = |gen: &str, uuid: &str, time: &str, cluster: &str, ip: &str, host: &str, msg: &str| {
+            format!("QAB2\t{gen}\t{uuid}\t{time}\t{cluster}\t{ip}\t{host}\t{msg}")
+        };
+        let error = |p: &mut Parser, l: &str| {
+            let mut ev = Event::default();
+            match p.parse(l.as_bytes(), &mut ev) {
+                Err(e) => e.reason,
+                Ok(r) => panic!("{l:?} was accepted: {r:?}"),
+            }
+        };
+        let t = "2026-06-06T14:52:28Z";
+        for (l, want) in [
+            (line("g", "", t, "c", "10.0.0.1", "h", "a\rb"), "envelope message holds a line break"),
+            (line("g", "", t, "c", "10.0.0.1", "h", "  "), "envelope message is empty"),
+            (line("g", "", t, "c", "10.0.0.1", "", ""), "envelope message is empty"),
+            (line("g", "x y", t, "c", "10.0.0.1", "h", body), "envelope uuid"),
+            (line("g", &"f".repeat(65), t, "c", "10.0.0.1", "h", body), "envelope uuid"),
+            (line("g", "", "yesterday", "c", "10.0.0.1", "h", body), "envelope time"),
+            (line("g h", "", t, "c", "10.0.0.1", "h", body), "envelope gen"),
+            (line(&"g".repeat(129), "", t, "c", "10.0.0.1", "h", body), "envelope gen"),
+            (line("g", "", t, "c", "not-an-ip", "h", body), "field 'fromhost_ip'"),
+            (line("g", "", t, "c", "10.0.0.1", "h", "not an audit line"), "expected 8 CSV fields"),
+            ("QAB2\tg\t\t\tc".to_string(), "envelope message is empty"),
+        ] {
+            let got = error(&mut p, &l);
+            assert!(got.contains(want), "{l:?}: {got}");
+        }
+        // The same rules as version 1, word for word.
+        let v1 = r#"{"v":1,"cluster":"c","time":"yesterday","msg":"x"}"#;
+        let v2 = line("g", "", "yesterday", "c", "10.0.0.1", "h", "x");
+        assert_eq!(error(&mut p, v1), error(&mut p, &v2));
+    }
 
     /// The envelope fast path gives exactly what the general JSON path gives (event, result and
     /// error text), on random envelopes and near-envelopes; and it does take the usual ones.

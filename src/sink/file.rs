@@ -1,4 +1,10 @@
-//! File destination: appends records (one per line) to a file, optionally fsyncing each batch.
+//! File destination: appends records (one per line) to a file, optionally fsyncing.
+//!
+//! With `fsync = true` the file is synced (`fdatasync`) once per transaction, with the batch that
+//! completes it (`Batch::commits`): that covers the transaction's earlier batches in the same
+//! file, and COMMIT is answered only after it. (Syncing every batch cost a second sync per
+//! omprog transaction of 1,024 messages with batches of 1,000.) A file dropped with unsynced
+//! batches (reopened after SIGHUP, or after a write error) is synced first.
 //!
 //! Several program instances may append to the same file (rsyslog runs one per action worker),
 //! so the file is opened with `O_APPEND` and each batch is written under an exclusive `flock`,
@@ -21,6 +27,8 @@ pub struct FileSink {
     path: PathBuf,
     fsync: bool,
     file: Option<File>,
+    /// Batches were written to `file` since its last sync.
+    unsynced: bool,
     scratch: Vec<u8>,
 }
 
@@ -56,11 +64,36 @@ impl FileSink {
         let file = open_append(&path).map_err(|e| {
             ConfigError::new(format!("[destination] path: cannot open {} for appending: {e}", path.display())).with_key("destination.path")
         })?;
-        Ok(FileSink { path, fsync: d.fsync, file: Some(file), scratch: Vec::new() })
+        Ok(FileSink { path, fsync: d.fsync, file: Some(file), unsynced: false, scratch: Vec::new() })
+    }
+
+    /// Closes the file, first syncing what was written since the last sync (best effort: the
+    /// writes themselves succeeded; only a power loss could lose them).
+    fn drop_file(&mut self) {
+        if let Some(f) = self.file.take() {
+            if self.unsynced {
+                if let Err(e) = f.sync_data() {
+                    log::error!("syncing {} before closing it: {e}", self.path.display());
+                }
+            }
+        }
+        self.unsynced = false;
+    }
+
+    /// Syncs what was written since the last sync (see [`super::Sink::sync_pending`]).
+    pub fn sync_pending(&mut self) -> Result<(), String> {
+        match &self.file {
+            Some(f) if self.unsynced => {
+                f.sync_data().map_err(|e| format!("syncing {}: {e}", self.path.display()))?;
+                self.unsynced = false;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn reopen(&mut self) {
-        self.file = None;
+        self.drop_file();
         match open_append(&self.path) {
             Ok(f) => {
                 log::info!("reopened {}", self.path.display());
@@ -83,16 +116,19 @@ impl FileSink {
             end_partial_record(file)?;
             let mut f: &File = file;
             f.write_all(body)?;
-            if self.fsync {
+            if self.fsync && batch.commits {
                 file.sync_data()?;
             }
             Ok::<(), std::io::Error>(())
         })();
         match result {
-            Ok(()) => Attempt::ok(),
+            Ok(()) => {
+                self.unsynced = self.fsync && !batch.commits;
+                Attempt::ok()
+            }
             Err(e) => {
                 let msg = format!("writing {}: {e}", self.path.display());
-                self.file = None; // reopen next time
+                self.drop_file(); // reopen next time
                 Attempt::retry_all(which, msg)
             }
         }
@@ -132,5 +168,29 @@ mod tests {
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"b\":").unwrap();
         assert_eq!(sink.deliver(&batch(&["{\"c\":3}\n", "{\"d\":4}\n"]), &[0, 1]), Attempt::ok());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":4}\n");
+    }
+
+    /// With fsync, a transaction is synced once, with its last batch; the batches before it stay
+    /// pending until then (or until the file is dropped), and an empty last batch syncs them.
+    #[test]
+    fn fsync_once_per_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let cfg = Config::parse(&format!("[destination]\ntype = \"file\"\npath = \"{}\"\nfsync = true\n", path.display())).unwrap();
+        let Destination::File(d) = &cfg.destination else { panic!("{cfg:?}") };
+        let mut sink = FileSink::new(d).unwrap();
+        assert_eq!(sink.deliver(&batch(&["{\"a\":1}\n"]), &[0]), Attempt::ok());
+        assert!(sink.unsynced, "a batch that does not end its transaction is not synced yet");
+        let mut last = batch(&["{\"b\":2}\n"]);
+        last.commits = true;
+        assert_eq!(sink.deliver(&last, &[0]), Attempt::ok());
+        assert!(!sink.unsynced, "the last batch syncs the transaction");
+        assert_eq!(sink.deliver(&batch(&["{\"c\":3}\n"]), &[0]), Attempt::ok());
+        assert_eq!(sink.sync_pending(), Ok(()));
+        assert!(!sink.unsynced, "an empty last batch syncs what is pending");
+        assert_eq!(sink.deliver(&batch(&["{\"d\":4}\n"]), &[0]), Attempt::ok());
+        sink.reopen();
+        assert!(!sink.unsynced, "a dropped file is synced first");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n");
     }
 }

@@ -113,6 +113,15 @@ impl Sink {
         }
     }
 
+    /// Makes what earlier batches of a transaction wrote durable, for a COMMIT whose last batch
+    /// is empty (a file destination with `fsync` syncs once per transaction, with its last batch).
+    pub fn sync_pending(&mut self) -> Result<(), String> {
+        match self {
+            Sink::File(s) => s.sync_pending(),
+            _ => Ok(()),
+        }
+    }
+
     /// True when exiting in the middle of [`Sink::deliver`] could leave half a record at the
     /// destination (a file, a TCP stream); false where a cut delivery is simply not accepted
     /// (HTTP) or records are atomic (UDP datagrams).

@@ -19,16 +19,18 @@ use super::sender::Tally;
 /// Our binary, as cargo built it for this test run.
 pub const BROKER: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
 
-/// The envelope template of docs/event-schema.md (rsyslog's `%uuid%` gives stable event ids).
-pub const ENVELOPE_TEMPLATE: &str = r#"template(name="qab_envelope" type="string" string="{\"v\":1,\"cluster\":\"%$.cluster:::json%\",\"fromhost_ip\":\"%fromhost-ip:::json%\",\"hostname\":\"%hostname:::json%\",\"time\":\"%timereported:::date-rfc3339,json%\",\"uuid\":\"%uuid%\",\"msg\":\"%msg:::json%\"}\n")"#;
+/// The envelope template of docs/event-schema.md (version 2: tab-separated, the message raw; the
+/// event id is hashed from the line, which `gen` makes unique per received message).
+pub const ENVELOPE_TEMPLATE: &str = r#"template(name="qab_envelope" type="string" string="QAB2\t%timegenerated:::date-rfc3339%/%$.qab_seq%\t%$.qab_uuid%\t%timereported:::date-rfc3339%\t%$.cluster:::escape-cc%\t%fromhost-ip%\t%hostname:::escape-cc%\t%msg:::escape-cc%\n")"#;
 
-/// The first statement of `qab_deliver`: makes rsyslog generate the message's `%uuid%` here, once,
-/// before the message is handed to the actions' queues. rsyslog generates it lazily on first
-/// use and publishes the buffer before filling it (runtime/msg.c `msgSetUUID`/`getUUID`), so two
-/// action workers rendering one message at the same time can read an unfilled buffer: NUL bytes,
-/// heap garbage, or another message's uuid. Measured with two omfile actions and 200,000
-/// messages: 4 to 5 % of the renderings were garbage, and about 150 uuids were duplicates.
-pub const UUID_ONCE: &str = "  set $.qab_uuid = $uuid; # %uuid% generated once, before the action queues (rsyslog's lazy uuid races)\n";
+/// The first statement of `qab_deliver` (rsyslog.d/50-deliver.conf): numbers the message here,
+/// once, before it is handed to the actions' queues, so that every destination and every retry
+/// renders the same envelope line and so the same event id. (It replaces version 1's
+/// `set $.qab_uuid = $uuid;`, which fixed rsyslog's lazily generated `%uuid%` for the same
+/// reason: two action workers rendering one message at once could read an unfilled uuid buffer,
+/// 4 to 5 % garbage in a measurement with two omfile actions and 200,000 messages.)
+pub const SEQUENCE_ONCE: &str =
+    "  action(type=\"mmsequence\" mode=\"instance\" from=\"0\" to=\"2147483647\" var=\"$.qab_seq\") # numbered once, before the action queues\n";
 
 /// One omprog action as the README ships it (transactions, confirmations, endless retries, its
 /// own disk-assisted LinkedList queue with two workers), with the knobs the scenarios turn.
@@ -89,14 +91,14 @@ impl Action {
 /// `qab_deliver` holding `actions`. `extra` is appended (e.g. [`impstats`], more inputs).
 pub fn rsyslog_body(clusters: &[(&str, &str)], actions: &[Action], extra: &str) -> String {
     let mut b = String::new();
-    b.push_str("module(load=\"omprog\")\n");
+    b.push_str("module(load=\"omprog\")\nmodule(load=\"mmsequence\")\n");
     b.push_str(ENVELOPE_TEMPLATE);
     b.push('\n');
     for (ruleset, cluster) in clusters {
         b.push_str(&format!("ruleset(name=\"{ruleset}\") {{ set $.cluster = \"{cluster}\"; call qab_deliver }}\n"));
     }
     b.push_str("ruleset(name=\"qab_deliver\") {\n");
-    b.push_str(UUID_ONCE);
+    b.push_str(SEQUENCE_ONCE);
     for a in actions {
         b.push_str("  ");
         b.push_str(&a.render());
