@@ -230,15 +230,24 @@ fn amqp_unroutable_messages_are_dead_lettered_and_counted() {
     assert!(tally.counts.keys().all(|n| n % 2 == 0), "no unroutable event reached the queue");
     // The stats lines (every second, per program instance) count the returns: the last figure
     // of each instance (its pid), summed, is at least 2 per dead-lettered message.
-    let mut per_pid = std::collections::BTreeMap::<String, u64>::new();
-    for l in log_lines_with(&action.output, "stats: ") {
-        let pid = l.split("qumulo-audit-broker[").nth(1).and_then(|p| p.split(']').next()).unwrap_or("").to_string();
-        if let Some(v) = l.split_whitespace().find_map(|f| f.strip_prefix("unroutable=")?.parse::<u64>().ok()) {
-            let e = per_pid.entry(pid).or_default();
-            *e = (*e).max(v);
+    // A stats line comes once a second: the last returns may not be in the log yet, so wait for
+    // it (the counters themselves are what is checked).
+    let returns_logged = || {
+        let mut per_pid = std::collections::BTreeMap::<String, u64>::new();
+        for l in log_lines_with(&action.output, "stats: ") {
+            let pid = l.split("qumulo-audit-broker[").nth(1).and_then(|p| p.split(']').next()).unwrap_or("").to_string();
+            if let Some(v) = l.split_whitespace().find_map(|f| f.strip_prefix("unroutable=")?.parse::<u64>().ok()) {
+                let e = per_pid.entry(pid).or_default();
+                *e = (*e).max(v);
+            }
         }
+        per_pid.values().sum::<u64>()
+    };
+    let t1 = Instant::now();
+    while returns_logged() < N && t1.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
     }
-    let unroutable: u64 = per_pid.values().sum();
+    let unroutable = returns_logged();
     let mut out = Outcome::new("amqp-unroutable", N, &tally, 0..N);
     out.dead_lettered = dead_numbers.len() as u64;
     let out = out.with("unroutable_returns", unroutable).with("max_returns", 2);
