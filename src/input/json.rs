@@ -526,15 +526,19 @@ impl<'de, 'e, 'k> Visitor<'de> for DetailsSeed<'e, 'k, 'de> {
 /// with a lone backslash inside JSON strings (`"AD\alice"`), which strict JSON rejects. A line
 /// holding such a backslash (one that starts no valid JSON escape) is read with those
 /// backslashes taken literally; valid escapes (`\n`, `\"`, `\u00e9`, ...) keep their JSON
-/// meaning. The decision is the scan's, made before parsing (never read from an error's text).
-/// `scratch` holds the repaired text in that case.
+/// meaning. The decision is the scan's (never read from an error's text), and it runs only when
+/// strict parsing failed: such a backslash always makes strict JSON fail, so a line that parses
+/// has none, and the usual line pays nothing for the scan. `scratch` holds the repaired text.
 pub fn parse_object<'a>(text: &'a str, scratch: &'a mut String, ev: &mut Event) -> Result<Seen<'a>, String> {
-    if lone_backslashes(text).next().is_some() {
-        scratch.clear();
-        escape_lone_backslashes(text, scratch);
-        return parse_strict(scratch, ev);
+    match parse_strict(text, ev) {
+        Err(_) if lone_backslashes(text).next().is_some() => {
+            ev.clear();
+            scratch.clear();
+            escape_lone_backslashes(text, scratch);
+            parse_strict(scratch, ev)
+        }
+        other => other,
     }
-    parse_strict(text, ev)
 }
 
 /// Byte offsets of the backslashes of `text` that start no valid JSON escape, found by jumping
