@@ -543,6 +543,31 @@ fn sigkill_mid_transaction_keeps_the_deferred_lines_for_the_next_instance() {
     assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
 }
 
+#[test]
+fn an_idle_instance_adopts_a_journal_left_after_its_last_commit() {
+    // The burst is over: the surviving instance gets no more lines, so no COMMIT of its own would
+    // ever make it look for the dead instance's journal. It must find it while idle.
+    let c = Case::new();
+    let cfg = c.file_config("");
+    let mut survivor = c.start(&cfg);
+    commit_ok(&mut survivor, &envelopes("alpha", 0..2));
+    let mut d = c.start(&cfg);
+    assert_eq!(d.begin(), Reply::Ok);
+    for l in envelopes("beta", 0..4) {
+        assert_eq!(d.send(&l), Reply::DeferCommit);
+    }
+    d.signal(libc::SIGKILL);
+    d.wait_exit(T);
+    assert!(d.stdout_rest(T).is_empty());
+    wait_for(T, "the idle survivor delivered the dead instance's journal", || (c.out_lines().len() >= 6).then_some(()), || survivor.diagnostics());
+    let out = c.out_lines();
+    assert_json_records(&out[..2], "alpha", 0..2);
+    assert_json_records(&out[2..], "beta", 0..4);
+    wait_stats(&survivor, &["journal_adopted=4"]);
+    finish(survivor);
+    assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
+}
+
 /// Event `n` as the version 2 template renders it (docs/event-schema.md): `uuid` is empty for a
 /// message numbered by mmsequence, or the version 1 uuid of a message queued before an upgrade.
 fn envelope_v2(cluster: &str, n: u64, uuid: &str) -> String {

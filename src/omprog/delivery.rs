@@ -1,7 +1,8 @@
 //! The delivery stage of omprog mode: batches in, one outcome per transaction out. Retries a
 //! batch with exponential backoff and jitter for up to `[retry] max_elapsed_secs`, dead-letters
 //! the records a destination refuses for good, and adopts the journals of dead instances (at
-//! start and after every delivered COMMIT), so what rsyslog forgot (issue #2420) is delivered.
+//! start, after every delivered COMMIT and after each second without a batch), so what rsyslog
+//! forgot (issue #2420) is delivered even when no line comes after the death.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::pipeline::Renderer;
 use super::Shared;
@@ -17,6 +18,11 @@ use crate::batch::Batch;
 use crate::deadletter::Kind;
 use crate::journal::find_orphans;
 use crate::sink::{Encoder, Sink};
+
+/// How long the delivery stage waits for a batch before it looks for dead instances' journals
+/// on its own (it also looks at start and after every delivered COMMIT). A scan is one
+/// `readdir` plus one `flock` attempt per journal.
+const IDLE_ADOPTION: Duration = Duration::from_secs(1);
 
 /// The delivery stage's answer for one transaction.
 pub(super) struct Done {
@@ -106,7 +112,21 @@ impl DeliveryStage {
         a.adopt(&mut sink, &shared);
     }
     let mut failed: Option<(u64, String)> = None;
-    for batch in batch_rx.iter() {
+    loop {
+        let batch = match batch_rx.recv_timeout(IDLE_ADOPTION) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: a journal left by an instance that died after our last COMMIT would
+                // otherwise wait for the next COMMIT, which may never come once a burst is over.
+                if let Some(a) = adopter.as_mut() {
+                    if !shared.shutdown.load(Ordering::SeqCst) {
+                        a.adopt(&mut sink, &shared);
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         if shared.shutdown.load(Ordering::SeqCst) {
             return; // nothing will be acknowledged any more; the journal keeps the lines
         }
