@@ -165,6 +165,11 @@ pub struct Event {
     pub target_path: String,
     /// Compact JSON object text with what the input carried beyond the fields above, or empty.
     pub details: String,
+    /// Set only by the JSON parser, right after it built `details`, when it vouches that they
+    /// are what `format::details` writes unchanged (one compact object, no duplicate key at any
+    /// depth, no backslash at all): renderers then copy them without scanning them again. Code
+    /// that changes `details` afterwards must clear it.
+    pub details_vouched: bool,
     pub source_format: SourceFormat,
 }
 
@@ -189,6 +194,7 @@ impl Event {
         self.path.clear();
         self.target_path.clear();
         self.details.clear();
+        self.details_vouched = false;
         self.source_format = SourceFormat::Csv;
     }
 

@@ -15,8 +15,10 @@
 //!   object nested deeper than [`MAX_DEPTH`] levels.
 //! * A `\u` escape of a lone surrogate (which strict readers refuse) is read as U+FFFD.
 //!
-//! Cost: the parser's details are already valid, compact and free of duplicates, so the common
-//! case is one validating scan with no allocation ([`is_clean_object`]: keys compared as raw
+//! Cost: details the JSON parser vouches for ([`Event::details_vouched`]: it refused duplicate
+//! keys at every depth while reading them, wrote them compactly, and no backslash is in them, so
+//! no key holds an escape and no `\u` escape can be a surrogate) are copied as they are. Other
+//! details (built by other code) take one validating scan with no allocation ([`is_clean_object`]: keys compared as raw
 //! bytes, at most [`FAST_KEYS`] open keys and [`FAST_DEPTH`] levels) and one copy. Anything the
 //! scan does not vouch for (an escape in a key, a surrogate escape, too many keys, a duplicate,
 //! invalid text) takes the slow path, which parses into a tree (allocating), merges duplicates
@@ -25,6 +27,7 @@
 //! [`Event`]: crate::event::Event
 
 use super::jsonw::{write_str, NEEDS_ESCAPE};
+use crate::event::Event;
 
 /// Deepest nesting (the details object itself is level 1) written as JSON; deeper text is
 /// written as `_raw`. The parser's input never nests this deep (`serde_json` stops at 128).
@@ -33,9 +36,10 @@ pub const MAX_DEPTH: usize = 128;
 const FAST_DEPTH: usize = 16;
 const FAST_KEYS: usize = 32;
 
-/// Appends `details` as a JSON object value (see the module docs for the rules).
-pub fn write_details(out: &mut Vec<u8>, details: &str) {
-    if is_clean_object(details.as_bytes()) {
+/// Appends the event's `details` as a JSON object value (see the module docs for the rules).
+pub fn write_details(out: &mut Vec<u8>, ev: &Event) {
+    let details = &ev.details;
+    if ev.details_vouched || is_clean_object(details.as_bytes()) {
         out.extend_from_slice(details.as_bytes());
     } else {
         write_details_slow(out, details);
@@ -472,8 +476,39 @@ mod tests {
 
     fn details(s: &str) -> String {
         let mut out = Vec::new();
-        write_details(&mut out, s);
+        write_details(&mut out, &Event { details: s.into(), ..Event::default() });
         String::from_utf8(out).unwrap()
+    }
+
+    /// What the JSON parser vouches for is written exactly as the scan (or the slow path) would
+    /// write it; what it does not vouch for holds a backslash.
+    #[test]
+    fn vouched_details_are_what_the_scan_would_write() {
+        let mut parser = crate::input::Parser::new(crate::input::ParserOptions::default());
+        let mut ev = Event::default();
+        let bodies = [
+            r#"{"size": 261456, "offset": 0}"#,
+            r#"{"a": {"b": [1, {"c": true}], "d": null}, "e": "x y", "f": -0.5e+3}"#,
+            r#"{"k\u0062": 1, "s": "\u00e9", "t": "a\"b"}"#,
+            r#"{"deep": [[[[[[[[[[[[[[[[[[[[{"x": 1}]]]]]]]]]]]]]]]]]]]]}"#,
+            r#"{"k1":1,"k2":1,"k3":1,"k4":1,"k5":1,"k6":1,"k7":1,"k8":1,"k9":1,"k10":1,"k11":1,"k12":1,"k13":1,"k14":1,"k15":1,"k16":1,"k17":1,"k18":1,"k19":1,"k20":1,"k21":1,"k22":1,"k23":1,"k24":1,"k25":1,"k26":1,"k27":1,"k28":1,"k29":1,"k30":1,"k31":1,"k32":1,"k33":1}"#,
+        ];
+        let mut vouched = 0;
+        for details_in in bodies {
+            let line = format!(
+                r#"2024-06-06T14:52:28Z q-1 qumulo {{"user_id": {{"sid": "S-1", "auth_id": "1", "name": "u"}}, "user_ip": "10.0.0.1", "protocol": "smb2", "operation": "fs_read_data", "status": "ok", "details": {{"path": "/p", "extra": {details_in}}}, "other": {details_in}}}"#
+            );
+            parser.parse(line.as_bytes(), &mut ev).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            assert!(!ev.details.is_empty());
+            assert_eq!(ev.details_vouched, !ev.details.contains('\\'), "{}", ev.details);
+            vouched += usize::from(ev.details_vouched);
+            let mut fast = Vec::new();
+            write_details(&mut fast, &ev);
+            let mut checked = Vec::new();
+            write_details(&mut checked, &Event { details: ev.details.clone(), ..Event::default() });
+            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(checked).unwrap());
+        }
+        assert_eq!(vouched, bodies.len() - 1, "every body without a backslash is vouched for");
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub fn render(ev: &Event, out: &mut Vec<u8>) {
             q.opt_str("fromhost_ip", &ev.fromhost_ip);
         }
         if !ev.details.is_empty() {
-            super::details::write_details(q.raw_key("details"), &ev.details);
+            super::details::write_details(q.raw_key("details"), ev);
         }
         q.end();
     }

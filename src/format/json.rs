@@ -31,7 +31,7 @@ pub fn render(ev: &Event, out: &mut Vec<u8>) {
         .opt_str("path", &ev.path)
         .opt_str("target_path", &ev.target_path);
     if !ev.details.is_empty() {
-        super::details::write_details(o.raw_key("details"), &ev.details);
+        super::details::write_details(o.raw_key("details"), ev);
     }
     o.str("source_format", ev.source_format.as_str());
     o.end();

@@ -27,14 +27,50 @@ pub(crate) static NEEDS_ESCAPE: [bool; 256] = escape_table();
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     if !needs_escape(bytes) {
-        // The common case: one check over the whole string, one copy.
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(bytes);
-        out.push(b'"');
+        // The common case: one check over the whole string, one reservation, one copy.
+        let n = bytes.len();
+        out.reserve(n + 2);
+        let len = out.len();
+        // SAFETY: `reserve` made room for `n + 2` bytes after `len`; all of them are written
+        // before `set_len` (u8 needs no drop, so nothing is lost if a write could panic: none can).
+        unsafe {
+            let p = out.as_mut_ptr().add(len);
+            *p = b'"';
+            copy_short(bytes, p.add(1));
+            *p.add(n + 1) = b'"';
+            out.set_len(len + n + 2);
+        }
         return;
     }
     write_str_escaping(out, bytes);
+}
+
+/// Copies `src` to `dst`. Most strings of an event are under 16 bytes, where a call to
+/// `memcpy` costs more than the copy: those are copied with two overlapping loads and stores.
+///
+/// # Safety
+/// `dst` must be valid for `src.len()` bytes of writes and not overlap `src`.
+#[inline(always)]
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    let n = src.len();
+    let s = src.as_ptr();
+    unsafe {
+        if n >= 16 {
+            std::ptr::copy_nonoverlapping(s, dst, n);
+        } else if n >= 8 {
+            let (a, b) = (s.cast::<u64>().read_unaligned(), s.add(n - 8).cast::<u64>().read_unaligned());
+            dst.cast::<u64>().write_unaligned(a);
+            dst.add(n - 8).cast::<u64>().write_unaligned(b);
+        } else if n >= 4 {
+            let (a, b) = (s.cast::<u32>().read_unaligned(), s.add(n - 4).cast::<u32>().read_unaligned());
+            dst.cast::<u32>().write_unaligned(a);
+            dst.add(n - 4).cast::<u32>().write_unaligned(b);
+        } else {
+            for i in 0..n {
+                *dst.add(i) = *s.add(i);
+            }
+        }
+    }
 }
 
 /// True if any byte of `b` needs escaping in a JSON string (exact: SWAR over whole words,
@@ -154,18 +190,36 @@ impl<'a> JsonObj<'a> {
     // Inlined so that each call site copies its constant key without a memcpy call.
     #[inline(always)]
     fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(b',');
+        self.key_and_room(key, 0);
+    }
+
+    /// Writes `,"key":` (the comma unless first) and reserves `room` more bytes for the value:
+    /// one capacity check per field instead of one per piece (this runs for every field of
+    /// every record).
+    #[inline(always)]
+    fn key_and_room(&mut self, key: &str, room: usize) {
+        let k = key.as_bytes();
+        self.out.reserve(k.len() + 4 + room);
+        let len = self.out.len();
+        let comma = usize::from(!self.first);
+        // SAFETY: `reserve` made room for `comma + k.len() + 3` bytes after `len`, and exactly
+        // those are written before `set_len`.
+        unsafe {
+            let p = self.out.as_mut_ptr().add(len);
+            *p = b',';
+            let p = p.add(comma);
+            *p = b'"';
+            std::ptr::copy_nonoverlapping(k.as_ptr(), p.add(1), k.len());
+            *p.add(1 + k.len()) = b'"';
+            *p.add(2 + k.len()) = b':';
+            self.out.set_len(len + comma + k.len() + 3);
         }
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     #[inline]
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
-        self.key(key);
+        self.key_and_room(key, value.len() + 2);
         write_str(self.out, value);
         self
     }

@@ -162,7 +162,7 @@ pub fn render(ev: &Event, out: &mut Vec<u8>) {
             u.opt_str("fromhost_ip", &ev.fromhost_ip);
         }
         if !ev.details.is_empty() {
-            super::details::write_details(u.raw_key("details"), &ev.details);
+            super::details::write_details(u.raw_key("details"), ev);
         }
         u.end();
     }

@@ -204,6 +204,7 @@ impl Parser {
                     b'}' if i == b.len() - 1 => {
                         if !ev.details.is_empty() {
                             ev.details.push('}');
+                            ev.details_vouched = true; // `{"v":<digits>}`, as the JSON path vouches
                         }
                         return Some(());
                     }

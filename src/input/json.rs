@@ -584,6 +584,10 @@ fn parse_strict<'a>(text: &'a str, ev: &mut Event) -> Result<Seen<'a>, String> {
     de.end().map_err(|e| format!("invalid JSON: {e}"))?;
     if !ev.details.is_empty() {
         ev.details.push('}'); // push_detail opened the object
+        // Keys were checked for duplicates (top level by `DetailKeys`, nested by
+        // `NoDuplicateKeys`) after decoding; without any backslash, decoded and written keys are
+        // the same bytes, and no `\u` escape (a lone surrogate passes serde's raw values) is left.
+        ev.details_vouched = memchr::memchr(b'\\', ev.details.as_bytes()).is_none();
     }
     Ok(seen)
 }
