@@ -343,24 +343,10 @@ impl<'a> KeyValues<'a> {
     }
 }
 
-/// Appends a decimal integer (as `{v}` formats it, without the formatting machinery, which cost
+/// Appends a decimal integer as `{v}` formats it, with `itoa` (the formatting machinery cost
 /// about 250 instructions per integer: OCSF writes eight of them per event).
 pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 #[cfg(test)]
