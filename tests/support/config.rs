@@ -33,11 +33,69 @@ impl ConfigToml {
         ConfigToml::destination("syslog").dest("address", address.to_string())
     }
 
+    /// `http` with `preset = "splunk-hec"` and its `token_file`.
+    pub fn hec(url: &str, token_file: &Path) -> ConfigToml {
+        ConfigToml::http(url).dest("preset", "splunk-hec").dest("token_file", path_value(token_file))
+    }
+
+    /// `http` with `preset = "elasticsearch-bulk"`.
+    pub fn bulk(url: &str) -> ConfigToml {
+        ConfigToml::http(url).dest("preset", "elasticsearch-bulk")
+    }
+
+    /// `amqp` to `server:port` (the other keys set with [`dest`](Self::dest)).
+    pub fn amqp(server: &str, port: u16) -> ConfigToml {
+        ConfigToml::destination("amqp").dest("server", server).dest("port", i64::from(port))
+    }
+
+    /// Sets (or replaces) a key of `[destination.clusters.<cluster>]` (a per-cluster override).
+    pub fn cluster(self, cluster: &str, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
+        self.set(&format!("destination.clusters.{cluster}"), key, value)
+    }
+
+    /// `[destination] format`.
+    pub fn format(self, format: &str) -> ConfigToml {
+        self.dest("format", format)
+    }
+
+    /// Sets (or replaces) a `[retry]` key.
+    pub fn retry(self, key: &str, value: impl Into<toml::Value>) -> ConfigToml {
+        self.set("retry", key, value)
+    }
+
+    /// `[retry] initial_backoff_ms` and `max_backoff_ms`.
+    pub fn backoff_ms(self, initial: i64, max: i64) -> ConfigToml {
+        self.retry("initial_backoff_ms", initial).retry("max_backoff_ms", max)
+    }
+
+    /// `[batch] max_events`.
+    pub fn max_events(self, n: i64) -> ConfigToml {
+        self.set("batch", "max_events", n)
+    }
+
+    /// `[dead_letter] path`.
+    pub fn dead_letter(self, path: &Path) -> ConfigToml {
+        self.set("dead_letter", "path", path_value(path))
+    }
+
+    /// `[journal] dir`.
+    pub fn journal_dir(self, dir: &Path) -> ConfigToml {
+        self.set("journal", "dir", path_value(dir))
+    }
+
+    /// `[journal] enabled`.
+    pub fn journal_enabled(self, enabled: bool) -> ConfigToml {
+        self.set("journal", "enabled", enabled)
+    }
+
+    /// `[stats] interval_secs`.
+    pub fn stats_secs(self, secs: i64) -> ConfigToml {
+        self.set("stats", "interval_secs", secs)
+    }
+
     /// Dead-letter file and journal inside `dir`, stats every second: what most tests want.
     pub fn spool_in(self, dir: &Path) -> ConfigToml {
-        self.set("dead_letter", "path", path_value(&dir.join("dead.ndjson")))
-            .set("journal", "dir", path_value(&dir.join("journal")))
-            .set("stats", "interval_secs", 1)
+        self.dead_letter(&dir.join("dead.ndjson")).journal_dir(&dir.join("journal")).stats_secs(1)
     }
 
     /// Sets (or replaces) a `[destination]` key.
