@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use lapin::ExchangeKind;
+use support::config::ConfigToml;
 use support::omprog_driver::{OmprogDriver, Reply};
 use support::rabbitmq::{Msg, RabbitMq, Reader};
 use support::scenario::{dead_letters, write_config};
@@ -40,16 +41,18 @@ fn envelope(cluster: &str, n: u64) -> String {
     )
 }
 
-fn config(dir: &Path, name: &str, rabbit: &RabbitMq, body: &str) -> PathBuf {
-    let text = format!(
-        "[destination]\ntype = \"amqp\"\nserver = \"127.0.0.1\"\nport = {}\n{body}\n\
-         [journal]\ndir = \"{j}\"\n[dead_letter]\npath = \"{d}\"\n[retry]\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n",
-        rabbit.port,
-        j = dir.join(format!("{name}-journal")).display(),
-        d = dir.join(format!("{name}-dead.ndjson")).display(),
-    );
-    // `body` may end with [destination.clusters.<name>] tables: [journal] follows them.
-    write_config(&dir.join(format!("{name}.toml")), &text)
+/// The `amqp` destination at `rabbit`, `more` adding its keys (and per-cluster tables); the
+/// journal and dead-letter file `<name>-…` in `dir`, quick retries.
+fn amqp_config(dir: &Path, name: &str, rabbit: &RabbitMq, more: impl FnOnce(ConfigToml) -> ConfigToml) -> ConfigToml {
+    more(ConfigToml::amqp("127.0.0.1", rabbit.port))
+        .journal_dir(&dir.join(format!("{name}-journal")))
+        .dead_letter(&dir.join(format!("{name}-dead.ndjson")))
+        .backoff_ms(50, 200)
+}
+
+/// [`amqp_config`] written to `<name>.toml` in `dir`.
+fn config(dir: &Path, name: &str, rabbit: &RabbitMq, more: impl FnOnce(ConfigToml) -> ConfigToml) -> PathBuf {
+    write_config(&dir.join(format!("{name}.toml")), &amqp_config(dir, name, rabbit, more).text())
 }
 
 fn start(cfg: &Path) -> OmprogDriver {
@@ -94,12 +97,12 @@ fn amqp_destination_against_a_real_broker() {
     east.queue("east-all", "qab-east", "#");
 
     // 1. Every event once, with its properties; cluster "east" through its own vhost/exchange.
-    let cfg = config(
-        d,
-        "props",
-        &rabbit,
-        "exchange = \"qab\"\n[destination.clusters.east]\nvhost = \"east\"\nexchange = \"qab-east\"\nrouting_key = \"east.{source_format}.{action}\"\n",
-    );
+    let cfg = config(d, "props", &rabbit, |c| {
+        c.dest("exchange", "qab")
+            .cluster("east", "vhost", "east")
+            .cluster("east", "exchange", "qab-east")
+            .cluster("east", "routing_key", "east.{source_format}.{action}")
+    });
     let mut p = start(&cfg);
     let mut lines: Vec<String> = (0..100).map(|n| envelope("alpha", n)).collect();
     lines.extend((100..160).map(|n| envelope("east", n)));
@@ -138,7 +141,7 @@ fn amqp_destination_against_a_real_broker() {
     }
 
     // 2. CEF: text/plain bodies.
-    let cfg = config(d, "cef", &rabbit, "exchange = \"qab\"\nformat = \"cef\"\nrouting_key = \"cef\"\n");
+    let cfg = config(d, "cef", &rabbit, |c| c.dest("exchange", "qab").format("cef").dest("routing_key", "cef"));
     let mut p = start(&cfg);
     assert_eq!(p.transaction([envelope("alpha", 7)]), Reply::Ok, "{}", p.diagnostics());
     finish(p);
@@ -151,7 +154,9 @@ fn amqp_destination_against_a_real_broker() {
     // are retried, and are dead-lettered at their 2nd return. The COMMIT still succeeds.
     main.exchange("qab-sparse", ExchangeKind::Topic);
     main.queue("sparse-csv", "qab-sparse", "qumulo.alpha.csv");
-    let cfg = config(d, "unroutable", &rabbit, "exchange = \"qab-sparse\"\nrouting_key = \"qumulo.{cluster}.{source_format}\"\nmax_returns = 2\n");
+    let cfg = config(d, "unroutable", &rabbit, |c| {
+        c.dest("exchange", "qab-sparse").dest("routing_key", "qumulo.{cluster}.{source_format}").dest("max_returns", 2)
+    });
     let mut p = start(&cfg);
     let lines: Vec<String> = (0..20).map(|n| envelope("alpha", n)).collect();
     assert_eq!(p.transaction(&lines), Reply::Ok, "{}", p.diagnostics());
@@ -180,21 +185,24 @@ fn amqp_destination_against_a_real_broker() {
         let out = Command::new(BIN).args(["check", "--connect", "--config"]).arg(cfg).output().unwrap();
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     };
-    let (ok, out) = check(&config(d, "c-ok", &rabbit, "exchange = \"qab\"\n[destination.clusters.east]\nvhost = \"east\"\nexchange = \"qab-east\"\n"));
+    let c_ok = amqp_config(d, "c-ok", &rabbit, |c| c.dest("exchange", "qab").cluster("east", "vhost", "east").cluster("east", "exchange", "qab-east"));
+    let (ok, out) = check(&write_config(&d.join("c-ok.toml"), &c_ok.text()));
     assert!(ok && out.matches("the exchange exists").count() == 2, "{out}");
-    let (ok, out) = check(&config(d, "c-missing", &rabbit, "exchange = \"no-such-exchange\"\n"));
+    let (ok, out) = check(&config(d, "c-missing", &rabbit, |c| c.dest("exchange", "no-such-exchange")));
     assert!(!ok && out.contains("NOT_FOUND"), "{out}");
-    let (ok, out) = check(&config(d, "c-declare", &rabbit, "exchange = \"no-such-exchange\"\ndeclare_exchange = true\n"));
+    let (ok, out) = check(&config(d, "c-declare", &rabbit, |c| c.dest("exchange", "no-such-exchange").dest("declare_exchange", true)));
     assert!(ok && out.contains("declare_exchange = true creates it"), "{out}");
-    let (ok, out) = check(&config(d, "c-vhost", &rabbit, "exchange = \"qab\"\nvhost = \"no-such-vhost\"\n"));
+    let (ok, out) = check(&config(d, "c-vhost", &rabbit, |c| c.dest("exchange", "qab").dest("vhost", "no-such-vhost")));
     assert!(!ok, "{out}");
     let closed = support::free_port();
-    let text = std::fs::read_to_string(d.join("c-ok.toml")).unwrap().replace(&format!("port = {}", rabbit.port), &format!("port = {closed}"));
-    let (ok, out) = check(&write_config(&d.join("c-closed.toml"), &text));
+    // c-ok with the port closed.
+    let (ok, out) = check(&write_config(&d.join("c-closed.toml"), &c_ok.dest("port", i64::from(closed)).text()));
     assert!(!ok && out.contains("Connection refused"), "{out}");
 
     // 5. declare_exchange and queue: both declared at connect, the queue gets the events.
-    let cfg = config(d, "declare", &rabbit, "exchange = \"qab-declared\"\ndeclare_exchange = true\nqueue = \"qab-declared-q\"\nqueue_type = \"quorum\"\n");
+    let cfg = config(d, "declare", &rabbit, |c| {
+        c.dest("exchange", "qab-declared").dest("declare_exchange", true).dest("queue", "qab-declared-q").dest("queue_type", "quorum")
+    });
     let mut p = start(&cfg);
     assert_eq!(p.transaction((0..5).map(|n| envelope("alpha", n))), Reply::Ok, "{}", p.diagnostics());
     finish(p);

@@ -18,11 +18,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lapin::ExchangeKind;
+use support::config::ConfigToml;
 use support::rabbitmq::{RabbitMq, Reader};
 use support::rsyslog::Rsyslogd;
 use support::scenario::{
-    adopted_lines, broker_children, common_toml, dead_letters, find_streaming, good_lines, log_lines_with, logged_pids,
-    rsyslog_body, sigkill, wait_all, write_config, Action, Feeder, Outcome, Pace,
+    adopted_lines, broker_children, dead_letters, find_streaming, good_lines, log_lines_with, logged_pids, rsyslog_body,
+    sigkill, wait_all, with_common, write_config, Action, Feeder, Outcome, Pace,
 };
 use support::sender::{event_number, Tally};
 
@@ -46,15 +47,10 @@ fn broker(binding: &str) -> RabbitMq {
     rabbit
 }
 
-fn amqp_config(dir: &Path, rabbit: &RabbitMq, journal: bool, extra: &str) -> PathBuf {
-    write_config(
-        &dir.join("amqp.toml"),
-        &format!(
-            "[destination]\ntype = \"amqp\"\nserver = \"127.0.0.1\"\nport = {}\nexchange = \"{EXCHANGE}\"\nheartbeat_secs = 5\ntimeout_secs = 10\n{extra}{}",
-            rabbit.port,
-            common_toml(dir, journal)
-        ),
-    )
+/// `more` adds `[destination]` keys.
+fn amqp_config(dir: &Path, rabbit: &RabbitMq, journal: bool, more: impl FnOnce(ConfigToml) -> ConfigToml) -> PathBuf {
+    let cfg = ConfigToml::amqp("127.0.0.1", rabbit.port).dest("exchange", EXCHANGE).dest("heartbeat_secs", 5).dest("timeout_secs", 10);
+    write_config(&dir.join("amqp.toml"), &with_common(more(cfg), dir, journal).text())
 }
 
 fn start_rsyslogd(action: &Action) -> Rsyslogd {
@@ -106,7 +102,7 @@ fn amqp_broker_stopped_for_20s_loses_nothing() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut rabbit = broker("#");
-    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, ""), dir.path());
+    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, |c| c), dir.path());
     let mut r = start_rsyslogd(&action);
     let mut got = Collected::new(&rabbit);
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(500));
@@ -130,7 +126,7 @@ fn amqp_connections_closed_by_the_broker_lose_nothing() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let rabbit = broker("#");
-    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, ""), dir.path());
+    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, |c| c), dir.path());
     let mut r = start_rsyslogd(&action);
     let mut got = Collected::new(&rabbit);
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(1_000));
@@ -164,7 +160,7 @@ fn amqp_sigkill_mid_transaction_loses_nothing_with_the_journal() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let rabbit = broker("#");
-    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, ""), dir.path());
+    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, |c| c), dir.path());
     let mut r = start_rsyslogd(&action);
     let rpid = r.pid().expect("rsyslogd runs");
     let mut got = Collected::new(&rabbit);
@@ -202,8 +198,8 @@ fn amqp_unroutable_messages_are_dead_lettered_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     // Only events with a CSV body are bound; the JSON half (odd numbers) is unroutable.
     let rabbit = broker("qumulo.alpha.csv");
-    let extra = "routing_key = \"qumulo.{cluster}.{source_format}\"\nmax_returns = 2\n";
-    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, extra), dir.path());
+    let more = |c: ConfigToml| c.dest("routing_key", "qumulo.{cluster}.{source_format}").dest("max_returns", 2);
+    let action = Action::new("qab_amqp", &amqp_config(dir.path(), &rabbit, true, more), dir.path());
     let mut r = start_rsyslogd(&action);
     let mut got = Collected::new(&rabbit);
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(2_000));

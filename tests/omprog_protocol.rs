@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::config::ConfigToml;
 use support::http::{ItemSelector, MockHttp, DEFAULT_HEC_TOKEN};
 use support::omprog_driver::{OmprogDriver, Reply};
 use support::sender;
@@ -132,9 +133,15 @@ impl Case {
     fn journal_dir(&self) -> PathBuf {
         self.path("journal")
     }
-    /// Writes `<name>.toml`: `[destination]` with `destination` (its key lines), then dead-letter,
-    /// journal and stats settings inside the temp dir, then `extra` (more sections).
-    fn config(&self, name: &str, destination: &str, extra: &str) -> PathBuf {
+    /// Writes `<name>.toml`: `cfg` with the dead-letter file, journal and stats every second
+    /// inside the temp dir ([`ConfigToml::spool_in`]).
+    fn config(&self, name: &str, cfg: ConfigToml) -> PathBuf {
+        cfg.spool_in(self.dir.path()).write(self.path(&format!("{name}.toml")))
+    }
+    /// Literal TOML on purpose, for malformed configs only: `[destination]` with `destination`
+    /// (its key lines), the same dead-letter, journal and stats settings as [`config`](Self::config),
+    /// then `extra` (more sections); the tests assert the line numbers of this layout.
+    fn literal_config(&self, name: &str, destination: &str, extra: &str) -> PathBuf {
         let p = self.path(&format!("{name}.toml"));
         let text = format!(
             "[destination]\n{destination}\n\n[dead_letter]\npath = {}\n\n[journal]\ndir = {}\n\n[stats]\ninterval_secs = 1\n\n{extra}\n",
@@ -145,8 +152,12 @@ impl Case {
         p
     }
     /// A file destination writing canonical JSON to [`out`](Self::out).
-    fn file_config(&self, extra: &str) -> PathBuf {
-        self.config("file", &format!("type = \"file\"\npath = {}\nformat = \"json\"", toml_path(&self.out())), extra)
+    fn file_dest(&self) -> ConfigToml {
+        ConfigToml::file(&self.out()).format("json")
+    }
+    /// [`file_dest`](Self::file_dest) written to `file.toml`.
+    fn file_config(&self) -> PathBuf {
+        self.config("file", self.file_dest())
     }
     fn start(&self, cfg: &Path) -> OmprogDriver {
         OmprogDriver::start(BIN, &[Path::new("omprog").as_os_str(), "--config".as_ref(), cfg.as_os_str()])
@@ -224,7 +235,7 @@ fn write_secret(path: &Path, text: &str) {
 #[test]
 fn handshake_ok_first_and_nothing_else_on_stdout() {
     let c = Case::new();
-    let cfg = c.file_config("");
+    let cfg = c.file_config();
     // Debug logging must still go to stderr only.
     let mut cmd = Command::new(BIN);
     cmd.args(["omprog", "--config"]).arg(&cfg).env("QAB_LOG", "debug");
@@ -256,19 +267,19 @@ fn broken_config(c: &Case, cfg: &Path) -> String {
 #[test]
 fn broken_configs_never_answer_ok() {
     let c = Case::new();
-    // Unknown key: named, with its line.
-    let cfg = c.config("unknown", &format!("type = \"file\"\npath = {}\ncolour = \"red\"", toml_path(&c.out())), "");
+    // Unknown key: named, with its line (literal TOML on purpose: malformed).
+    let cfg = c.literal_config("unknown", &format!("type = \"file\"\npath = {}\ncolour = \"red\"", toml_path(&c.out())), "");
     let e = broken_config(&c, &cfg);
     assert!(e.contains("colour") && e.contains("line 4"), "{e}");
     assert!(e.contains("unknown.toml"), "names the file: {e}");
 
-    // Unknown key in another section.
-    let cfg = c.config("unknown2", &format!("type = \"file\"\npath = {}", toml_path(&c.out())), "[batch]\nmax_event = 5\n");
+    // Unknown key in another section (literal TOML on purpose: malformed).
+    let cfg = c.literal_config("unknown2", &format!("type = \"file\"\npath = {}", toml_path(&c.out())), "[batch]\nmax_event = 5\n");
     let e = broken_config(&c, &cfg);
     assert!(e.contains("max_event") && e.contains("line 15"), "{e}");
 
-    // Missing path.
-    let cfg = c.config("nopath", "type = \"file\"", "");
+    // Missing path (literal TOML on purpose: malformed).
+    let cfg = c.literal_config("nopath", "type = \"file\"", "");
     let e = broken_config(&c, &cfg);
     assert!(e.contains("needs `path`"), "{e}");
 
@@ -278,11 +289,7 @@ fn broken_configs_never_answer_ok() {
 
     // token_file missing, a directory, or empty.
     let hec = |name: &str, token: &Path| {
-        c.config(
-            name,
-            &format!("type = \"http\"\npreset = \"splunk-hec\"\nurl = \"http://127.0.0.1:9\"\ntoken_file = {}", toml_path(token)),
-            "",
-        )
+        c.config(name, ConfigToml::hec("http://127.0.0.1:9", token))
     };
     let missing = c.path("missing.token");
     let e = broken_config(&c, &hec("tok1", &missing));
@@ -308,18 +315,15 @@ fn broken_configs_never_answer_ok() {
     // Files that cannot be created: the destination, the dead-letter file, the journal.
     let blocker = c.path("a-regular-file");
     std::fs::write(&blocker, "x").unwrap();
-    let under = toml_path(&blocker.join("sub"));
-    let text = |dest: &str, dead: &str, journal: &str| {
-        format!("[destination]\ntype = \"file\"\npath = {dest}\n[dead_letter]\npath = {dead}\n[journal]\ndir = {journal}\n")
-    };
-    let (out, dead, journal) = (toml_path(&c.out()), toml_path(&c.dead()), toml_path(&c.journal_dir()));
+    let under = blocker.join("sub");
+    let cfg = |dest: &Path, dead: &Path, journal: &Path| ConfigToml::file(dest).dead_letter(dead).journal_dir(journal);
+    let (out, dead, journal) = (c.out(), c.dead(), c.journal_dir());
     for (name, body, want) in [
-        ("badout", text(&under, &dead, &journal), "cannot open"),
-        ("baddead", text(&out, &under, &journal), "dead-letter"),
-        ("badjournal", text(&out, &dead, &under), "journal"),
+        ("badout", cfg(&under, &dead, &journal), "cannot open"),
+        ("baddead", cfg(&out, &under, &journal), "dead-letter"),
+        ("badjournal", cfg(&out, &dead, &under), "journal"),
     ] {
-        let cfg = c.path(&format!("{name}.toml"));
-        std::fs::write(&cfg, body).unwrap();
+        let cfg = body.write(c.path(&format!("{name}.toml")));
         let e = broken_config(&c, &cfg);
         assert!(e.contains(want) && e.contains("a-regular-file"), "{name}: {e}");
     }
@@ -334,7 +338,7 @@ fn broken_configs_never_answer_ok() {
 #[test]
 fn transaction_delivers_exactly_the_batch() {
     let c = Case::new();
-    let mut d = c.start(&c.file_config(""));
+    let mut d = c.start(&c.file_config());
     let lines = envelopes("alpha", 0..25);
     assert_eq!(d.begin(), Reply::Ok);
     for l in &lines {
@@ -379,7 +383,7 @@ fn begin_without_commit_keeps_the_accepted_lines() {
     // answered DEFER_COMMIT (runtime/action.c doTransaction; rsyslog issue #2420). So the open
     // transaction continues and its accepted lines are delivered at the next COMMIT.
     let c = Case::new();
-    let mut d = c.start(&c.file_config(""));
+    let mut d = c.start(&c.file_config());
     assert_eq!(d.begin(), Reply::Ok);
     for l in envelopes("alpha", 0..4) {
         assert_eq!(d.send(&l), Reply::DeferCommit);
@@ -398,8 +402,7 @@ fn unavailable_destination_fails_the_commit_and_a_resend_delivers() {
     let m = MockHttp::start();
     let cfg = c.config(
         "ndjson",
-        &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()),
-        "[retry]\nmax_elapsed_secs = 2\nkeepalive_ms = 100\ninitial_backoff_ms = 100\nmax_backoff_ms = 400\n",
+        ConfigToml::http(&format!("{}/ingest", m.url())).retry("max_elapsed_secs", 2).retry("keepalive_ms", 100).backoff_ms(100, 400),
     );
     let mut d = c.start(&cfg);
     m.fail_for(Duration::from_secs(3600), 503);
@@ -441,7 +444,7 @@ fn keepalive_dots_satisfy_the_confirm_timeout_of_a_slow_destination() {
     let c = Case::new();
     let m = MockHttp::start();
     m.set_delay(Duration::from_secs(3));
-    let cfg = c.config("slow", &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()), "");
+    let cfg = c.config("slow", ConfigToml::http(&format!("{}/ingest", m.url())));
     let mut d = c.start(&cfg);
     d.set_confirm_timeout(Duration::from_secs(2));
     let t0 = Instant::now();
@@ -460,7 +463,7 @@ fn keepalive_dots_satisfy_the_confirm_timeout_of_a_slow_destination() {
 #[test]
 fn without_transactions_ok_comes_after_delivery() {
     let c = Case::new();
-    let mut d = c.start(&c.file_config(""));
+    let mut d = c.start(&c.file_config());
     for n in 0..10 {
         assert_eq!(d.send(&envelope("alpha", n)), Reply::Ok);
         // The record is at the destination when the OK arrives.
@@ -470,7 +473,7 @@ fn without_transactions_ok_comes_after_delivery() {
 
     let m = MockHttp::start();
     let c2 = Case::new();
-    let mut d = c2.start(&c2.config("http", &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()), ""));
+    let mut d = c2.start(&c2.config("http", ConfigToml::http(&format!("{}/ingest", m.url()))));
     for n in 0..10 {
         assert_eq!(d.send(&envelope("beta", n)), Reply::Ok);
         let got: Vec<Value> = m.ndjson_records().into_iter().map(|(_, v)| v).collect();
@@ -485,7 +488,7 @@ fn without_transactions_ok_comes_after_delivery() {
 #[test]
 fn eof_mid_transaction_exits_without_ok_and_the_journal_is_adopted() {
     let c = Case::new();
-    let cfg = c.file_config("");
+    let cfg = c.file_config();
     let mut d = c.start(&cfg);
     commit_ok(&mut d, &envelopes("alpha", 0..2));
     assert_eq!(d.begin(), Reply::Ok);
@@ -524,7 +527,7 @@ fn sigkill_mid_transaction_keeps_the_deferred_lines_for_the_next_instance() {
     // rsyslog issue #2420: after the death, rsyslog re-sends only the message it was writing and
     // the ones after it, never those already answered DEFER_COMMIT.
     let c = Case::new();
-    let cfg = c.file_config("");
+    let cfg = c.file_config();
     let mut d = c.start(&cfg);
     commit_ok(&mut d, &envelopes("alpha", 0..2));
     assert_eq!(d.begin(), Reply::Ok);
@@ -548,7 +551,7 @@ fn an_idle_instance_adopts_a_journal_left_after_its_last_commit() {
     // The burst is over: the surviving instance gets no more lines, so no COMMIT of its own would
     // ever make it look for the dead instance's journal. It must find it while idle.
     let c = Case::new();
-    let cfg = c.file_config("");
+    let cfg = c.file_config();
     let mut survivor = c.start(&cfg);
     commit_ok(&mut survivor, &envelopes("alpha", 0..2));
     let mut d = c.start(&cfg);
@@ -584,7 +587,7 @@ fn envelope_v2(cluster: &str, n: u64, uuid: &str) -> String {
 #[test]
 fn upgrade_delivers_version_1_journals_and_keeps_their_ids() {
     let c = Case::new();
-    let cfg = c.file_config("");
+    let cfg = c.file_config();
     let mut old = c.start(&cfg);
     assert_eq!(old.begin(), Reply::Ok);
     let v1_open = envelopes("alpha", 0..3);
@@ -620,7 +623,7 @@ fn upgrade_delivers_version_1_journals_and_keeps_their_ids() {
 fn sigterm_exits_promptly_idle_mid_transaction_and_while_retrying() {
     // Idle.
     let c = Case::new();
-    let mut d = c.start(&c.file_config(""));
+    let mut d = c.start(&c.file_config());
     d.sigterm();
     let t0 = Instant::now();
     d.wait_exit(T);
@@ -628,7 +631,7 @@ fn sigterm_exits_promptly_idle_mid_transaction_and_while_retrying() {
     assert!(d.stdout_rest(T).is_empty());
 
     // Mid-transaction: nothing delivered, nothing acknowledged.
-    let mut d = c.start(&c.file_config(""));
+    let mut d = c.start(&c.file_config());
     assert_eq!(d.begin(), Reply::Ok);
     for l in envelopes("alpha", 0..3) {
         assert_eq!(d.send(&l), Reply::DeferCommit);
@@ -644,11 +647,7 @@ fn sigterm_exits_promptly_idle_mid_transaction_and_while_retrying() {
     let m = MockHttp::start();
     m.fail_for(Duration::from_secs(3600), 503);
     let c2 = Case::new();
-    let cfg = c2.config(
-        "retrying",
-        &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()),
-        "[retry]\nkeepalive_ms = 100\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\n",
-    );
+    let cfg = c2.config("retrying", ConfigToml::http(&format!("{}/ingest", m.url())).retry("keepalive_ms", 100).backoff_ms(100, 500));
     let mut d = c2.start(&cfg);
     assert_eq!(d.begin(), Reply::Ok);
     for l in envelopes("alpha", 0..3) {
@@ -682,7 +681,7 @@ fn eof_or_sigterm_while_a_delivery_is_in_flight_exits_promptly() {
         let m = MockHttp::start();
         m.set_delay(Duration::from_secs(6));
         let c = Case::new();
-        let cfg = c.config("slow", &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()), "[batch]\nmax_events = 10\n");
+        let cfg = c.config("slow", ConfigToml::http(&format!("{}/ingest", m.url())).max_events(10));
         let mut d = c.start(&cfg);
         assert_eq!(d.begin(), Reply::Ok);
         let lines = envelopes("alpha", 0..400); // > 64 KiB: handed to the parse stage before COMMIT
@@ -709,11 +708,7 @@ fn eof_during_a_retried_commit_exits_promptly() {
     let m = MockHttp::start();
     m.fail_for(Duration::from_secs(3600), 503);
     let c = Case::new();
-    let cfg = c.config(
-        "retrying",
-        &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()),
-        "[retry]\nkeepalive_ms = 100\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\n",
-    );
+    let cfg = c.config("retrying", ConfigToml::http(&format!("{}/ingest", m.url())).retry("keepalive_ms", 100).backoff_ms(100, 500));
     let mut d = c.start(&cfg);
     assert_eq!(d.begin(), Reply::Ok);
     let lines = envelopes("alpha", 0..3);
@@ -737,7 +732,7 @@ fn eof_during_a_retried_commit_exits_promptly() {
 #[test]
 fn bad_lines_are_dead_lettered_and_acknowledged() {
     let c = Case::new();
-    let mut d = c.start(&c.file_config("[input]\nmax_line = 1024\n"));
+    let mut d = c.start(&c.config("file", c.file_dest().set("input", "max_line", 1024)));
     let long = envelope_with_msg("alpha", 99, &format!(" {}", sender::csv_body(99).replace("file-99", &"x".repeat(1100))));
     let nul = b"10.0.0.1,\"AD\\alice\",smb2,fs_write_data,ok,1,\"/share/fi\0le.txt\",\"\"".to_vec();
     let bad: Vec<(Vec<u8>, &str)> = vec![
@@ -794,7 +789,7 @@ fn bad_lines_are_dead_lettered_and_acknowledged() {
 #[test]
 fn sighup_reopens_the_file_and_the_dead_letter_file() {
     let c = Case::new();
-    let mut d = c.start(&c.file_config(""));
+    let mut d = c.start(&c.file_config());
     let mut a = envelopes("alpha", 0..3);
     a.push("garbage A".into());
     commit_ok(&mut d, &a);
@@ -829,11 +824,7 @@ fn sighup_reopens_the_file_and_the_dead_letter_file() {
 fn elasticsearch_bulk_ids_429_retries_400_dead_letters_and_replays_conflict() {
     let c = Case::new();
     let m = MockHttp::start();
-    let cfg = c.config(
-        "es",
-        &format!("type = \"http\"\npreset = \"elasticsearch-bulk\"\nurl = \"{}\"\nformat = \"json\"", m.url()),
-        "[retry]\ninitial_backoff_ms = 50\n",
-    );
+    let cfg = c.config("es", ConfigToml::bulk(&m.url()).format("json").retry("initial_backoff_ms", 50));
     let mut d = c.start(&cfg);
     m.bulk_item_429(ItemSelector::NextN(3));
     m.reject_marker("file-5.txt");
@@ -886,15 +877,14 @@ fn splunk_hec_token_fields_wrong_token_and_gzip() {
     let m = MockHttp::start();
     let token = c.path("hec.token");
     write_secret(&token, &format!("{DEFAULT_HEC_TOKEN}\n"));
-    let dest = |gzip: bool| {
-        format!(
-            "type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {}\ngzip = {gzip}",
-            m.url(),
-            toml_path(&token)
-        )
-    };
-    let retry = "[retry]\nmax_elapsed_secs = 2\nkeepalive_ms = 200\ninitial_backoff_ms = 100\nmax_backoff_ms = 400\n";
-    let cfg = c.config("hec", &dest(false), retry);
+    let cfg = c.config(
+        "hec",
+        ConfigToml::hec(&m.url(), &token)
+            .dest("gzip", false)
+            .retry("max_elapsed_secs", 2)
+            .retry("keepalive_ms", 200)
+            .backoff_ms(100, 400),
+    );
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
     let mut d = c.start(&cfg);
     commit_ok(&mut d, &envelopes("alpha", 0..4));
@@ -946,15 +936,7 @@ fn splunk_hec_token_fields_wrong_token_and_gzip() {
     let m2 = MockHttp::start();
     let c2 = Case::new();
     write_secret(&token, &format!("{DEFAULT_HEC_TOKEN}\n"));
-    let cfg = c2.config(
-        "hecgz",
-        &format!(
-            "type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {}\ngzip = true",
-            m2.url(),
-            toml_path(&token)
-        ),
-        "",
-    );
+    let cfg = c2.config("hecgz", ConfigToml::hec(&m2.url(), &token).dest("gzip", true));
     let mut d = c2.start(&cfg);
     commit_ok(&mut d, &envelopes("beta", 0..20));
     let reqs = m2.requests();
@@ -975,11 +957,7 @@ fn splunk_hec_400_dead_letters_the_bad_event_without_duplicating_the_others() {
     let m = MockHttp::start();
     let token = c.path("hec.token");
     write_secret(&token, DEFAULT_HEC_TOKEN);
-    let cfg = c.config(
-        "hec",
-        &format!("type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {}", m.url(), toml_path(&token)),
-        "",
-    );
+    let cfg = c.config("hec", ConfigToml::hec(&m.url(), &token));
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
     let mut d = c.start(&cfg);
     m.reject_marker("file-3.txt");
@@ -1012,8 +990,10 @@ fn splunk_hec_400_dead_letters_the_bad_event_without_duplicating_the_others() {
 
 // ---------------------------------------------------------------- 11. syslog
 
-fn syslog_config(c: &Case, name: &str, addr: std::net::SocketAddr, keys: &str) -> PathBuf {
-    c.config(name, &format!("type = \"syslog\"\naddress = \"{addr}\"\nformat = \"cef\"\n{keys}"), "")
+/// A syslog destination sending CEF to `addr`, with `more` keys.
+fn syslog_config(c: &Case, name: &str, addr: std::net::SocketAddr, more: &[(&str, toml::Value)]) -> PathBuf {
+    let cfg = more.iter().fold(ConfigToml::syslog(addr).format("cef"), |cfg, (k, v)| cfg.dest(k, v.clone()));
+    c.config(name, cfg)
 }
 
 /// Waits for exactly `n` messages (and a moment more, to see that no extra arrives).
@@ -1029,7 +1009,7 @@ fn syslog_tcp_octet_counting_and_newline_and_udp() {
 
     // TCP, octet counting (default), RFC 5424 (default).
     let rx = SyslogTcpReceiver::start();
-    let mut d = c.start(&syslog_config(&c, "tcp5424", rx.addr(), ""));
+    let mut d = c.start(&syslog_config(&c, "tcp5424", rx.addr(), &[]));
     commit_ok(&mut d, &envelopes("alpha", 0..5));
     commit_ok(&mut d, &envelopes("alpha", 5..8));
     let msgs = settle(|| rx.messages(), 8);
@@ -1044,7 +1024,7 @@ fn syslog_tcp_octet_counting_and_newline_and_udp() {
 
     // TCP, newline framing, RFC 5424.
     let rx = SyslogTcpReceiver::start();
-    let mut d = c.start(&syslog_config(&c, "tcpnl", rx.addr(), "framing = \"newline\"\n"));
+    let mut d = c.start(&syslog_config(&c, "tcpnl", rx.addr(), &[("framing", "newline".into())]));
     commit_ok(&mut d, &envelopes("beta", 0..5));
     let msgs = settle(|| rx.messages(), 5);
     assert_eq!(msgs.len(), 5, "{:?}", rx.texts());
@@ -1056,7 +1036,7 @@ fn syslog_tcp_octet_counting_and_newline_and_udp() {
 
     // UDP: one datagram per record; here with the RFC 3164 header and another facility.
     let rx = SyslogUdpReceiver::start();
-    let mut d = c.start(&syslog_config(&c, "udp", rx.addr(), "protocol = \"udp\"\nheader = \"rfc3164\"\nfacility = 4\n"));
+    let mut d = c.start(&syslog_config(&c, "udp", rx.addr(), &[("protocol", "udp".into()), ("header", "rfc3164".into()), ("facility", 4.into())]));
     commit_ok(&mut d, &envelopes("gamma", 0..5));
     let msgs = settle(|| rx.messages(), 5);
     assert_eq!(msgs.len(), 5, "{:?}", rx.texts());
@@ -1076,8 +1056,11 @@ fn syslog_receiver_down_fails_the_commit_and_back_delivers() {
     let port = rx.port();
     let cfg = c.config(
         "tcp",
-        &format!("type = \"syslog\"\naddress = \"127.0.0.1:{port}\"\nformat = \"cef\""),
-        "[retry]\nmax_elapsed_secs = 2\nkeepalive_ms = 200\ninitial_backoff_ms = 100\nmax_backoff_ms = 400\n",
+        ConfigToml::syslog(format!("127.0.0.1:{port}"))
+            .format("cef")
+            .retry("max_elapsed_secs", 2)
+            .retry("keepalive_ms", 200)
+            .backoff_ms(100, 400),
     );
     let mut d = c.start(&cfg);
     commit_ok(&mut d, &envelopes("alpha", 0..3));
@@ -1111,8 +1094,7 @@ fn syslog_udp_record_too_big_for_a_datagram_is_dead_lettered_not_retried_forever
     let rx = SyslogUdpReceiver::start();
     let cfg = c.config(
         "udpbig",
-        &format!("type = \"syslog\"\naddress = \"{}\"\nprotocol = \"udp\"\nformat = \"cef\"", rx.addr()),
-        "[input]\nmax_line = 200000\n[retry]\nmax_elapsed_secs = 2\n",
+        ConfigToml::syslog(rx.addr()).dest("protocol", "udp").format("cef").set("input", "max_line", 200000).retry("max_elapsed_secs", 2),
     );
     let mut d = c.start(&cfg);
     let huge = envelope_with_msg("alpha", 1, &format!(" {}", sender::csv_body(1).replace("file-1.txt", &format!("{}/file-1.txt", "d".repeat(70_000)))));
@@ -1143,11 +1125,12 @@ fn run_check(args: &[&str], cfg: &Path) -> (i32, String, String) {
 #[test]
 fn check_subcommand() {
     let c = Case::new();
-    let (code, out, err) = run_check(&[], &c.file_config(""));
+    let (code, out, err) = run_check(&[], &c.file_config());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("configuration is valid"), "{out}");
 
-    let bad = c.config("bad", &format!("type = \"file\"\npath = {}", toml_path(&c.out())), "[retry]\nmax_elapsed = 5\n");
+    // Literal TOML on purpose: an unknown `[retry]` key, its line asserted.
+    let bad = c.literal_config("bad", &format!("type = \"file\"\npath = {}", toml_path(&c.out())), "[retry]\nmax_elapsed = 5\n");
     let (code, out, err) = run_check(&[], &bad);
     assert_ne!(code, 0);
     assert!(err.contains("max_elapsed") && err.contains("line 15"), "{err}");
@@ -1155,22 +1138,22 @@ fn check_subcommand() {
 
     // --connect: a closed port fails, a listening one passes.
     let closed = support::free_port();
-    let http = c.config("closed", &format!("type = \"http\"\nurl = \"http://127.0.0.1:{closed}/ingest\""), "");
+    let http = c.config("closed", ConfigToml::http(&format!("http://127.0.0.1:{closed}/ingest")));
     let (code, _, err) = run_check(&["--connect"], &http);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("unreachable"), "{err}");
     let (code, _, err) = run_check(&[], &http);
     assert_eq!(code, 0, "without --connect the network is not touched: {err}");
-    let sys = c.config("sysclosed", &format!("type = \"syslog\"\naddress = \"127.0.0.1:{closed}\""), "");
+    let sys = c.config("sysclosed", ConfigToml::syslog(format!("127.0.0.1:{closed}")));
     let (code, _, err) = run_check(&["--connect"], &sys);
     assert_ne!(code, 0, "{err}");
 
     let m = MockHttp::start();
-    let ok = c.config("open", &format!("type = \"http\"\nurl = \"{}/ingest\"", m.url()), "");
+    let ok = c.config("open", ConfigToml::http(&format!("{}/ingest", m.url())));
     let (code, out, err) = run_check(&["--connect"], &ok);
     assert_eq!(code, 0, "{out}{err}");
     let rx = SyslogTcpReceiver::start();
-    let sys = c.config("sysopen", &format!("type = \"syslog\"\naddress = \"{}\"", rx.addr()), "");
+    let sys = c.config("sysopen", ConfigToml::syslog(rx.addr()));
     let (code, out, err) = run_check(&["--connect"], &sys);
     assert_eq!(code, 0, "{out}{err}");
 }

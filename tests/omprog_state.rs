@@ -8,6 +8,11 @@
 
 use std::io::Cursor;
 
+// Only the config builder of tests/support (the rest is not needed here).
+#[allow(dead_code)]
+#[path = "support/config.rs"]
+mod config;
+
 use proptest::prelude::*;
 use qumulo_audit_broker::config::Config;
 use qumulo_audit_broker::omprog;
@@ -106,10 +111,11 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("events.ndjson");
         let dead_path = dir.path().join("dead.ndjson");
-        let cfg_text = format!(
-            "[destination]\ntype = \"file\"\npath = \"{}\"\n[journal]\ndir = \"{}\"\n[dead_letter]\npath = \"{}\"\n[stats]\ninterval_secs = 0\n",
-            out_path.display(), dir.path().join("journal").display(), dead_path.display()
-        );
+        let cfg_text = config::ConfigToml::file(&out_path)
+            .journal_dir(&dir.path().join("journal"))
+            .dead_letter(&dead_path)
+            .stats_secs(0)
+            .text();
         let mut cfg = Config::parse(&cfg_text).unwrap();
         cfg.source_path = dir.path().join("state.toml");
 

@@ -8,6 +8,10 @@
 //! character in CEF/LEEF, an RFC 5424 header field out of bounds...).
 
 mod strict;
+// Only the config builder of tests/support (the rest is not needed here).
+#[allow(dead_code)]
+#[path = "support/config.rs"]
+mod config;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -17,6 +21,7 @@ use qumulo_audit_broker::format::{is_ip, ocsf, write_event_name, Format, Severit
 use qumulo_audit_broker::input::{Parsed, Parser, ParserOptions};
 use qumulo_audit_broker::sink::Encoder;
 use qumulo_audit_broker::time::Timestamp;
+use config::ConfigToml;
 use strict::json::{self, Json};
 use strict::{cef, leef, octet_counted_frames, rfc3164, rfc5424};
 
@@ -307,23 +312,9 @@ fn check_leef(ev: &Event) {
     assert_eq!(r.attributes, x, "leef attributes: {text:?}");
 }
 
-/// TOML basic string for `s` (control characters and DEL as `\uXXXX`).
-fn toml_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => o.push_str(&format!("\\u{:04X}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-fn encoder(extra: &str) -> Encoder {
-    let cfg = Config::parse(&format!("[destination]\n{extra}\n")).unwrap_or_else(|e| panic!("{e}: {extra}"));
+fn encoder(cfg: &ConfigToml) -> Encoder {
+    let text = cfg.text();
+    let cfg = Config::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     Encoder::from_config(&cfg)
 }
 
@@ -339,7 +330,7 @@ fn check_syslog(ev: &Event, app_name: &str) {
     let pri = 13 * 8 + if ev.is_success() { 6 } else { 5 };
     for &format in Format::all() {
         let record = render(format, ev);
-        let base = format!("type = \"syslog\"\naddress = \"127.0.0.1:514\"\nformat = \"{}\"\napp_name = {}", format.name(), toml_str(app_name));
+        let base = ConfigToml::syslog("127.0.0.1:514").format(format.name()).dest("app_name", app_name);
         let stream = encode(&encoder(&base), ev);
         let frames = octet_counted_frames(&stream).unwrap();
         assert_eq!(frames.len(), 1);
@@ -357,7 +348,7 @@ fn check_syslog(ev: &Event, app_name: &str) {
         assert!(m.structured_data.is_empty(), "no structured data, ever");
         assert_eq!(m.msg, Some(record.as_bytes()), "MSG is the record, unchanged");
 
-        let bsd = encode(&encoder(&format!("{base}\nheader = \"rfc3164\"\nframing = \"newline\"")), ev);
+        let bsd = encode(&encoder(&base.dest("header", "rfc3164").dest("framing", "newline")), ev);
         let line = bsd.strip_suffix(b"\n").expect("newline framing ends the record with LF");
         assert!(!line.contains(&b'\n'), "one line per record");
         let m = rfc3164::parse(line).unwrap_or_else(|e| panic!("rfc3164: {e}: {:?}", String::from_utf8_lossy(line)));
@@ -372,7 +363,7 @@ fn check_syslog(ev: &Event, app_name: &str) {
 fn check_http(ev: &Event) {
     for &format in Format::all() {
         let record = render(format, ev);
-        let hec = encode(&encoder(&format!("type = \"http\"\nurl = \"http://127.0.0.1:1\"\npreset = \"splunk-hec\"\nformat = \"{}\"", format.name())), ev);
+        let hec = encode(&encoder(&ConfigToml::http("http://127.0.0.1:1").dest("preset", "splunk-hec").format(format.name())), ev);
         let hec = std::str::from_utf8(&hec).unwrap().strip_suffix('\n').unwrap();
         let v = json::parse(hec).unwrap_or_else(|e| panic!("hec: {e}: {hec}"));
         assert_eq!(v.keys(), ["time", "host", "source", "sourcetype", "index", "event"].iter().copied().filter(|k| v.get(k).is_some()).collect::<Vec<_>>());
@@ -380,7 +371,7 @@ fn check_http(ev: &Event) {
         assert_eq!(v.get("event"), Some(&want), "hec event");
         assert_eq!(v.str_at("host"), opt(if ev.node.is_empty() { &ev.cluster } else { &ev.node }));
         if format.is_json() {
-            let bulk = encode(&encoder(&format!("type = \"http\"\nurl = \"http://127.0.0.1:1\"\npreset = \"elasticsearch-bulk\"\nformat = \"{}\"", format.name())), ev);
+            let bulk = encode(&encoder(&ConfigToml::bulk("http://127.0.0.1:1").format(format.name())), ev);
             let lines: Vec<&str> = std::str::from_utf8(&bulk).unwrap().strip_suffix('\n').unwrap().split('\n').collect();
             assert_eq!(lines.len(), 2, "action and source, one line each");
             let action = json::parse(lines[0]).unwrap();
@@ -574,7 +565,7 @@ fn rfc5424_header_cannot_be_shifted() {
             time: Some(Timestamp { secs: 1_717_679_645, nanos: 187_394_089, frac_digits: 9 }),
             ..Event::default()
         };
-        let out = encode(&encoder("type = \"syslog\"\naddress = \"h:514\"\nformat = \"cef\"\napp_name = \"my-app\""), &ev);
+        let out = encode(&encoder(&ConfigToml::syslog("h:514").format("cef").dest("app_name", "my-app")), &ev);
         let m = rfc5424::parse(octet_counted_frames(&out).unwrap()[0]).unwrap();
         assert_eq!(m.timestamp, "2024-06-06T13:14:05.187394Z");
         assert_eq!((m.hostname.as_str(), m.app_name.as_str()), ("node_with_space__", "my-app"));
@@ -583,7 +574,7 @@ fn rfc5424_header_cannot_be_shifted() {
         check_all(&ev, "my-app");
     }
     // An APP-NAME that could shift the header never gets past the configuration.
-    let e = Config::parse("[destination]\ntype = \"syslog\"\naddress = \"h:514\"\napp_name = \"my app\"\n").unwrap_err();
+    let e = Config::parse(&ConfigToml::syslog("h:514").dest("app_name", "my app").text()).unwrap_err();
     assert!(e.to_string().contains("app_name"), "{e}");
 }
 

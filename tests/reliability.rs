@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::config::ConfigToml;
 use support::http::{ItemSelector, MockHttp};
 use support::rsyslog::Rsyslogd;
 use support::scenario::{
-    adopted_lines, broker_children, common_toml, dead_letters, find_streaming, good_lines, impstats, is_alive,
-    logged_pids, main_thread_wchan, rsyslog_restart_messages, queue_stat, rsyslog_body, sigkill, wait_all, wait_settled, write_config, Action,
-    Feeder, Outcome, Pace,
+    adopted_lines, broker_children, dead_letters, find_streaming, good_lines, impstats, is_alive, logged_pids,
+    main_thread_wchan, rsyslog_restart_messages, queue_stat, rsyslog_body, sigkill, wait_all, wait_settled, with_common, write_config,
+    Action, Feeder, Outcome, Pace,
 };
 use support::sender::{Tally, SYSLOG_PREFIX};
 
@@ -61,40 +62,20 @@ impl Dir {
     }
 }
 
-fn ndjson_config(dir: &Dir, name: &str, mock: &MockHttp, journal: bool, extra: &str) -> PathBuf {
-    write_config(
-        &dir.join(&format!("{name}.toml")),
-        &format!(
-            "[destination]\ntype = \"http\"\npreset = \"ndjson\"\nurl = \"{}/ingest\"\n{}{}",
-            mock.url(),
-            common_toml(dir.path(), journal),
-            extra
-        ),
-    )
+fn ndjson_config(dir: &Dir, name: &str, mock: &MockHttp, journal: bool) -> PathBuf {
+    let cfg = ConfigToml::http(&format!("{}/ingest", mock.url())).dest("preset", "ndjson");
+    write_config(&dir.join(&format!("{name}.toml")), &with_common(cfg, dir.path(), journal).text())
 }
 
 fn es_config(dir: &Dir, name: &str, mock: &MockHttp) -> PathBuf {
-    write_config(
-        &dir.join(&format!("{name}.toml")),
-        &format!(
-            "[destination]\ntype = \"http\"\npreset = \"elasticsearch-bulk\"\nurl = \"{}\"\nformat = \"ecs\"\n{}",
-            mock.url(),
-            common_toml(&dir.join(name), true)
-        ),
-    )
+    let cfg = ConfigToml::bulk(&mock.url()).format("ecs");
+    write_config(&dir.join(&format!("{name}.toml")), &with_common(cfg, &dir.join(name), true).text())
 }
 
 fn hec_config(dir: &Dir, name: &str, mock: &MockHttp) -> PathBuf {
     let token = write_config(&dir.join("hec.token"), support::http::DEFAULT_HEC_TOKEN);
-    write_config(
-        &dir.join(&format!("{name}.toml")),
-        &format!(
-            "[destination]\ntype = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = \"{}\"\n{}",
-            mock.url(),
-            token.display(),
-            common_toml(dir.path(), true)
-        ),
-    )
+    let cfg = ConfigToml::hec(&mock.url(), &token);
+    write_config(&dir.join(&format!("{name}.toml")), &with_common(cfg, dir.path(), true).text())
 }
 
 /// The broker's log (omprog `output=`) and rsyslog's diagnostics, for panic messages.
@@ -162,7 +143,7 @@ fn destination_answers_503_for_a_while() {
     let _serial = serial();
     let dir = Dir::new("503");
     let mock = MockHttp::start();
-    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, true, ""), dir.path());
+    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, true), dir.path());
     let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(5_000));
@@ -216,7 +197,7 @@ fn destination_slower_than_confirm_timeout_does_not_restart_the_program() {
     let _serial = serial();
     let dir = Dir::new("slow");
     let mock = MockHttp::start();
-    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, true, ""), dir.path()).confirm_timeout_ms(2_000);
+    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, true), dir.path()).confirm_timeout_ms(2_000);
     let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(4_000));
@@ -284,7 +265,7 @@ fn journal_size(dir: &Path, pid: u32) -> u64 {
 fn sigkill_run(scenario: &str, journal: bool) -> KillRun {
     let dir = Dir::new(scenario);
     let mock = MockHttp::start();
-    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, journal, ""), dir.path());
+    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, journal), dir.path());
     let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
     let rpid = r.pid().expect("rsyslogd runs");
 
@@ -379,7 +360,7 @@ fn sigkill_control_without_the_journal() {
 fn restart_run(scenario: &str, journal: bool) -> Outcome {
     let dir = Dir::new(scenario);
     let mock = MockHttp::start();
-    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, journal, ""), dir.path());
+    let action = Action::new("qab_ndjson", &ndjson_config(&dir, "ndjson", &mock, journal), dir.path());
     let stats = dir.join("impstats.json");
     let body = rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), &impstats(&stats));
     let mut r = start_rsyslogd(&body, "cluster_alpha");
@@ -482,10 +463,7 @@ fn malformed_lines_go_to_the_dead_letter_file() {
     let _serial = serial();
     let dir = Dir::new("malformed");
     let events = dir.join("events.ndjson");
-    let cfg = write_config(
-        &dir.join("file.toml"),
-        &format!("[destination]\ntype = \"file\"\npath = \"{}\"\n{}", events.display(), common_toml(dir.path(), true)),
-    );
+    let cfg = write_config(&dir.join("file.toml"), &with_common(ConfigToml::file(&events), dir.path(), true).text());
     let action = Action::new("qab_file", &cfg, dir.path());
     let mut r = start_rsyslogd(&rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), ""), "cluster_alpha");
 
@@ -548,7 +526,7 @@ fn one_destination_down_does_not_hold_up_the_other() {
     let dir = Dir::new("multi");
     let up = MockHttp::start();
     let down = MockHttp::start();
-    let a = Action::new("qab_up", &ndjson_config(&dir, "up", &up, true, ""), dir.path());
+    let a = Action::new("qab_up", &ndjson_config(&dir, "up", &up, true), dir.path());
     let b = Action::new("qab_down", &es_config(&dir, "down", &down), dir.path());
     let stats = dir.join("impstats.json");
     let extra = format!(

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::config::ConfigToml;
 use support::http::{MockHttp, DEFAULT_HEC_TOKEN};
 use support::rsyslog::{rsyslogd_check, Rsyslogd};
 use support::sender::{self, Shape, Tally};
@@ -50,15 +51,14 @@ impl Broker {
     fn dead(&self, name: &str) -> PathBuf {
         self.path(&format!("{name}.dead.ndjson"))
     }
-    /// Writes `<name>.toml` for destination `destination` (its `[destination]` key lines).
-    fn config(&self, name: &str, destination: &str, extra: &str) -> PathBuf {
-        let p = self.path(&format!("{name}.toml"));
-        let text = format!(
-            "[destination]\n{destination}\n\n[dead_letter]\npath = {:?}\n\n[journal]\ndir = {:?}\n\n[stats]\ninterval_secs = 1\n\n{extra}\n",
-            self.dead(name).display().to_string(),
-            self.path(&format!("{name}.journal")).display().to_string(),
-        );
-        std::fs::write(&p, text).unwrap();
+    /// Writes `<name>.toml` (mode 0640): `cfg` with the dead-letter file `<name>.dead.ndjson`,
+    /// the journal `<name>.journal` and stats every second.
+    fn config(&self, name: &str, cfg: ConfigToml) -> PathBuf {
+        let p = cfg
+            .dead_letter(&self.dead(name))
+            .journal_dir(&self.path(&format!("{name}.journal")))
+            .stats_secs(1)
+            .write(self.path(&format!("{name}.toml")));
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         p
@@ -260,7 +260,7 @@ fn cluster_of(n: u64, split: u64) -> (&'static str, &'static str) {
 fn a_file_destination_two_clusters() {
     let broker = Broker::new();
     let out = broker.path("events.ndjson");
-    let cfg = broker.config("file", &format!("type = \"file\"\npath = {:?}\nformat = \"json\"", out.display().to_string()), "");
+    let cfg = broker.config("file", ConfigToml::file(&out).format("json"));
     let p = Pipeline::start(&[("file", cfg)]);
     const N: u64 = 3000;
     send_two_clusters(&p, 0..N, N..2 * N);
@@ -308,20 +308,8 @@ fn b_hec_and_elasticsearch_fan_out() {
     let hec = MockHttp::start();
     let es = MockHttp::start();
     let token = broker.secret("hec.token", DEFAULT_HEC_TOKEN);
-    let hec_cfg = broker.config(
-        "hec",
-        &format!(
-            "type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {:?}",
-            hec.url(),
-            token.display().to_string()
-        ),
-        "",
-    );
-    let es_cfg = broker.config(
-        "es",
-        &format!("type = \"http\"\npreset = \"elasticsearch-bulk\"\nurl = \"{}\"\nformat = \"json\"", es.url()),
-        "",
-    );
+    let hec_cfg = broker.config("hec", ConfigToml::hec(&hec.url(), &token));
+    let es_cfg = broker.config("es", ConfigToml::bulk(&es.url()).format("json"));
     let p = Pipeline::start(&[("hec", hec_cfg), ("es", es_cfg)]);
     const N: u64 = 2000;
     send_two_clusters(&p, 0..N, N..2 * N);
@@ -372,11 +360,7 @@ fn c_syslog_cef_into_a_second_rsyslogd() {
         RxFormat::Template("%hostname%|%app-name%|%msgid%|%syslogseverity%|%rawmsg%\n".into()),
         "",
     );
-    let cfg = broker.config(
-        "cef",
-        &format!("type = \"syslog\"\naddress = \"{}\"\nprotocol = \"tcp\"\nformat = \"cef\"", rx.addr()),
-        "",
-    );
+    let cfg = broker.config("cef", ConfigToml::syslog(rx.addr()).dest("protocol", "tcp").format("cef"));
     let p = Pipeline::start(&[("cef", cfg)]);
     const N: u64 = 2000;
     send_two_clusters(&p, 0..N, N..2 * N);
@@ -411,12 +395,12 @@ fn d_destination_down_then_back_loses_nothing() {
     // Short retries so that COMMITs fail during the outage and rsyslog's retry path is used too.
     let cfg = broker.config(
         "hec",
-        &format!(
-            "type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {:?}\ntimeout_secs = 5",
-            hec.url(),
-            token.display().to_string()
-        ),
-        "[retry]\nmax_elapsed_secs = 2\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\nkeepalive_ms = 500\n\n[batch]\nmax_events = 200\n",
+        ConfigToml::hec(&hec.url(), &token)
+            .dest("timeout_secs", 5)
+            .retry("max_elapsed_secs", 2)
+            .backoff_ms(100, 500)
+            .retry("keepalive_ms", 500)
+            .max_events(200),
     );
     let p = Pipeline::start(&[("hec", cfg)]);
     const N: u64 = 5000;
@@ -502,12 +486,7 @@ fn e_program_killed_while_the_destination_fails_loses_nothing() {
     let token = broker.secret("hec.token", DEFAULT_HEC_TOKEN);
     let cfg = broker.config(
         "hec",
-        &format!(
-            "type = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = {:?}\ntimeout_secs = 5",
-            hec.url(),
-            token.display().to_string()
-        ),
-        "[retry]\nmax_elapsed_secs = 2\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\nkeepalive_ms = 500\n",
+        ConfigToml::hec(&hec.url(), &token).dest("timeout_secs", 5).retry("max_elapsed_secs", 2).backoff_ms(100, 500).retry("keepalive_ms", 500),
     );
     let p = Pipeline::start(&[("hec", cfg.clone())]);
     let rsyslogd_pid = p.rsyslogd.pid().unwrap();

@@ -12,6 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+// Only the config builder of tests/support (the rest is not needed here).
+#[allow(dead_code)]
+#[path = "support/config.rs"]
+mod config;
+
+use config::{path_value, ConfigToml};
+
 const BIN: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
 const TOKEN: &str = "s3cr3t-hec-token-0123456789";
 
@@ -86,21 +93,18 @@ fn start_tls_server() -> TlsServer {
     TlsServer { port, ca_pem, requests }
 }
 
-fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+/// The HEC destination at the TLS server on `port`, `more` adding `[destination]` keys.
+fn write_config(dir: &Path, port: u16, more: impl FnOnce(ConfigToml) -> ConfigToml) -> PathBuf {
     let token = dir.join("hec.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let cfg = dir.join("hec.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[destination]\ntype = \"http\"\nurl = \"https://127.0.0.1:{port}\"\npreset = \"splunk-hec\"\ntoken_file = \"{}\"\n{extra}\n[retry]\nmax_elapsed_secs = 1\ninitial_backoff_ms = 50\nkeepalive_ms = 100\n[journal]\ndir = \"{}\"\n[dead_letter]\npath = \"{}\"\n",
-            token.display(),
-            dir.join("journal").display(),
-            dir.join("dead.ndjson").display()
-        ),
-    )
-    .unwrap();
+    let cfg = more(ConfigToml::hec(&format!("https://127.0.0.1:{port}"), &token))
+        .retry("max_elapsed_secs", 1)
+        .retry("initial_backoff_ms", 50)
+        .retry("keepalive_ms", 100)
+        .journal_dir(&dir.join("journal"))
+        .dead_letter(&dir.join("dead.ndjson"))
+        .write(dir.join("hec.toml"));
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
     cfg
 }
@@ -139,7 +143,7 @@ fn one_transaction(cfg: &Path) -> (String, String) {
 fn self_signed_certificate_is_refused_by_default() {
     let server = start_tls_server();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), server.port, "");
+    let cfg = write_config(dir.path(), server.port, |c| c);
     let (commit, stderr) = one_transaction(&cfg);
     assert!(commit.starts_with("ERROR destination unavailable"), "COMMIT reply {commit:?}");
     assert!(stderr.to_lowercase().contains("certificate"), "stderr names the certificate problem:\n{stderr}");
@@ -157,7 +161,7 @@ fn ca_file_makes_the_server_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &server.ca_pem).unwrap();
-    let cfg = write_config(dir.path(), server.port, &format!("ca_file = \"{}\"", ca.display()));
+    let cfg = write_config(dir.path(), server.port, |c| c.dest("ca_file", path_value(&ca)));
     let (commit, stderr) = one_transaction(&cfg);
     assert_eq!(commit, "OK", "stderr:\n{stderr}");
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
@@ -169,7 +173,7 @@ fn ca_file_makes_the_server_trusted() {
 fn tls_verify_false_is_accepted_with_a_warning() {
     let server = start_tls_server();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), server.port, "tls_verify = false");
+    let cfg = write_config(dir.path(), server.port, |c| c.dest("tls_verify", false));
     let (commit, stderr) = one_transaction(&cfg);
     assert_eq!(commit, "OK", "stderr:\n{stderr}");
     assert!(stderr.contains("tls_verify = false"), "a warning names the setting:\n{stderr}");
@@ -181,7 +185,7 @@ fn world_readable_token_file_is_warned_about_and_never_logged() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &server.ca_pem).unwrap();
-    let cfg = write_config(dir.path(), server.port, &format!("ca_file = \"{}\"", ca.display()));
+    let cfg = write_config(dir.path(), server.port, |c| c.dest("ca_file", path_value(&ca)));
     std::fs::set_permissions(dir.path().join("hec.token"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let (commit, stderr) = one_transaction(&cfg);
     assert_eq!(commit, "OK", "stderr:\n{stderr}");

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::config::ConfigToml;
 use super::sender::Tally;
 
 /// Our binary, as cargo built it for this test run.
@@ -148,15 +149,15 @@ pub fn write_config(path: &Path, text: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-/// The common tail of every scenario's destination config: journal, dead-letter file, quick
-/// retries (so a recovered destination is noticed within a second), stats every second.
-pub fn common_toml(dir: &Path, journal: bool) -> String {
-    format!(
-        "[journal]\ndir = \"{j}\"\nenabled = {journal}\n[dead_letter]\npath = \"{d}\"\n\
-         [retry]\ninitial_backoff_ms = 100\nmax_backoff_ms = 1000\n[stats]\ninterval_secs = 1\n",
-        j = dir.join("journal").display(),
-        d = dir.join("dead-letter.ndjson").display(),
-    )
+/// `cfg` with the common sections of every scenario's destination config: journal (on or off),
+/// dead-letter file, quick retries (so a recovered destination is noticed within a second),
+/// stats every second.
+pub fn with_common(cfg: ConfigToml, dir: &Path, journal: bool) -> ConfigToml {
+    cfg.journal_dir(&dir.join("journal"))
+        .journal_enabled(journal)
+        .dead_letter(&dir.join("dead-letter.ndjson"))
+        .backoff_ms(100, 1000)
+        .stats_secs(1)
 }
 
 /// How fast a [`Feeder`] sends.
