@@ -38,8 +38,28 @@ const FAST_KEYS: usize = 32;
 
 /// Appends the event's `details` as a JSON object value (see the module docs for the rules).
 pub fn write_details(out: &mut Vec<u8>, ev: &Event) {
-    let details = &ev.details;
-    if ev.details_vouched || is_clean_object(details.as_bytes()) {
+    if ev.details_vouched {
+        // Debug builds (every test) check the vouch, so that code changing `details` after the
+        // parser without clearing the flag is caught rather than trusted.
+        debug_assert!(
+            {
+                let mut checked = Vec::new();
+                write_checked(&mut checked, &ev.details);
+                checked == ev.details.as_bytes()
+            },
+            "details vouched for but not what the checked path writes: {}",
+            ev.details
+        );
+        out.extend_from_slice(ev.details.as_bytes());
+    } else {
+        write_checked(out, &ev.details);
+    }
+}
+
+/// The path for details nobody vouched for: the scan, then the slow path if the scan cannot
+/// vouch for them either.
+fn write_checked(out: &mut Vec<u8>, details: &str) {
+    if is_clean_object(details.as_bytes()) {
         out.extend_from_slice(details.as_bytes());
     } else {
         write_details_slow(out, details);
@@ -509,6 +529,14 @@ mod tests {
             assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(checked).unwrap());
         }
         assert_eq!(vouched, bodies.len() - 1, "every body without a backslash is vouched for");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "details vouched for but not what the checked path writes")]
+    fn a_vouch_that_no_longer_holds_is_caught_in_debug_builds() {
+        let ev = Event { details: r#"{"a":1,"a":2}"#.into(), details_vouched: true, ..Event::default() };
+        write_details(&mut Vec::new(), &ev);
     }
 
     #[test]
