@@ -6,6 +6,7 @@
 //! module per destination) -> `omprog` (the protocol state machine that owns acknowledgement).
 
 pub mod batch;
+pub mod broker;
 pub mod classify;
 pub mod config;
 pub mod convert;

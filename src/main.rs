@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser as ClapParser, Subcommand};
 
+use qumulo_audit_broker::broker::{self, BrokerFile};
 use qumulo_audit_broker::config::{preflight, validate, Config};
 use qumulo_audit_broker::omprog;
 use qumulo_audit_broker::sink::Sink;
@@ -41,18 +42,49 @@ enum Command {
     },
     /// Run as rsyslog's omprog program: audit lines on stdin, one status line per line on stdout.
     Omprog {
-        /// The destination's TOML config.
+        /// The destination's TOML config, or broker.toml with --destination.
         #[arg(long)]
         config: PathBuf,
+        /// The [[destination]] of broker.toml to run.
+        #[arg(long)]
+        destination: Option<String>,
     },
     /// Validate a destination config as omprog start-up does, changing nothing on disk (and,
     /// with --connect, open the destination: this creates the destination file).
     Check {
-        #[arg(long)]
+        /// A destination's TOML config, or broker.toml (every destination, or --destination).
+        #[arg(long, default_value = broker::DEFAULT_BROKER_TOML)]
         config: PathBuf,
+        /// Only this [[destination]] of broker.toml.
+        #[arg(long)]
+        destination: Option<String>,
         /// Also connect to the destination.
         #[arg(long)]
         connect: bool,
+    },
+    /// Render the rsyslog drop-ins from broker.toml, validate them (rsyslogd -N1, and every
+    /// destination as `check` does) and swap them in atomically; says what changed.
+    Apply {
+        #[arg(long, default_value = broker::DEFAULT_BROKER_TOML)]
+        config: PathBuf,
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Restart rsyslog afterwards (systemctl restart rsyslog).
+        #[arg(long)]
+        restart: bool,
+        /// The directory apply owns.
+        #[arg(long, default_value = "/etc/qumulo-audit-broker/rsyslog.d")]
+        rsyslog_dir: PathBuf,
+        /// rsyslog's main configuration.
+        #[arg(long, default_value = "/etc/rsyslog.conf")]
+        rsyslog_conf: PathBuf,
+        /// The package's rsyslog file that defines the envelope template and includes --rsyslog-dir.
+        #[arg(long, default_value = "/usr/share/qumulo-audit-broker/rsyslog/qumulo-audit-broker.conf")]
+        template_conf: PathBuf,
+        /// The rsyslogd binary (for -N1).
+        #[arg(long, default_value = "rsyslogd")]
+        rsyslogd: String,
     },
 }
 
@@ -67,10 +99,47 @@ fn init_logging() {
         .init();
 }
 
+/// Is `path` a broker.toml (it has `[[destination]]`/`[[cluster]]`/`[broker]` tables and no
+/// `[destination]` table)?
+fn is_broker_toml(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let Ok(table) = text.parse::<toml::Table>() else { return false };
+    matches!(table.get("destination"), Some(toml::Value::Array(_))) || table.contains_key("cluster") || table.contains_key("broker")
+}
+
 /// `check`: the validation omprog start-up runs ([`Config::load`] and [`preflight::check`]),
-/// without creating anything; `--connect` then builds the destination and reaches it.
-fn check(config: &Path, connect: bool) -> i32 {
-    let checked = Config::load(config).and_then(|cfg| preflight::check(&cfg).map(|pf| (cfg, pf)));
+/// without creating anything; `--connect` then builds the destination and reaches it. A
+/// broker.toml is checked whole (every destination) unless `--destination` names one.
+fn check(config: &Path, destination: Option<&str>, connect: bool) -> i32 {
+    if destination.is_none() && is_broker_toml(config) {
+        let b = match BrokerFile::load(config) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
+        };
+        println!("{}: {} cluster(s), {} destination(s)", config.display(), b.clusters.len(), b.destinations.len());
+        return b.destinations.iter().map(|d| check_one(d.config.clone(), &format!("destination {:?}", d.name), connect)).max().unwrap_or(0);
+    }
+    match broker::load_config(config, destination) {
+        Ok(cfg) => {
+            let label = match destination {
+                Some(d) => format!("{}: destination {d:?}", config.display()),
+                None => config.display().to_string(),
+            };
+            check_one(cfg, &label, connect)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
+fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
+    let checked = preflight::check(&cfg).map(|pf| (cfg, pf));
+    let config = label;
     let (cfg, pf) = match checked {
         Ok(c) => c,
         Err(e) => {
@@ -78,9 +147,9 @@ fn check(config: &Path, connect: bool) -> i32 {
             return 2;
         }
     };
-    println!("{}: configuration is valid (type = {}, format = {})", config.display(), cfg.kind(), cfg.format());
+    println!("{config}: configuration is valid (type = {}, format = {})", cfg.kind(), cfg.format());
     for (key, dir) in &pf.will_create {
-        println!("{}: omprog start-up will create {} ({key}); check created nothing", config.display(), dir.display());
+        println!("{config}: omprog start-up will create {} ({key}); check created nothing", dir.display());
     }
     if connect {
         let mut sink = match Sink::from_config(&cfg) {
@@ -91,9 +160,9 @@ fn check(config: &Path, connect: bool) -> i32 {
             }
         };
         match sink.check_connect() {
-            Ok(msg) => println!("{}: {msg}", config.display()),
+            Ok(msg) => println!("{config}: {msg}"),
             Err(e) => {
-                eprintln!("{}: destination unreachable: {e}", config.display());
+                eprintln!("{config}: destination unreachable: {e}");
                 return 1;
             }
         }
@@ -114,14 +183,17 @@ fn main() {
             let parser = ParserOptions { max_line, cluster, ..ParserOptions::default() };
             convert::run(convert::ConvertArgs { format: to, files, parser })
         }
-        Command::Omprog { config } => match Config::load(&config) {
+        Command::Omprog { config, destination } => match broker::load_config(&config, destination.as_deref()) {
             Ok(cfg) => omprog::run(cfg),
             Err(e) => {
                 log::error!("{e}");
                 2
             }
         },
-        Command::Check { config, connect } => check(&config, connect),
+        Command::Check { config, destination, connect } => check(&config, destination.as_deref(), connect),
+        Command::Apply { config, dry_run, restart, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd } => {
+            broker::apply::run(&broker::apply::ApplyOptions { broker_toml: config, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd, dry_run, restart })
+        }
     };
     std::process::exit(code);
 }
