@@ -20,5 +20,7 @@ pub mod journal;
 pub mod lines;
 pub mod omprog;
 pub mod sink;
+pub mod state;
 pub mod stats;
+pub mod status;
 pub mod time;

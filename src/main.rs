@@ -7,6 +7,7 @@ use clap::{Parser as ClapParser, Subcommand};
 use qumulo_audit_broker::broker::{self, BrokerFile};
 use qumulo_audit_broker::config::{preflight, validate, Config};
 use qumulo_audit_broker::omprog;
+use qumulo_audit_broker::status;
 use qumulo_audit_broker::sink::Sink;
 
 use qumulo_audit_broker::convert;
@@ -85,6 +86,19 @@ enum Command {
         /// The rsyslogd binary (for -N1).
         #[arg(long, default_value = "rsyslogd")]
         rsyslogd: String,
+    },
+    /// Per destination: events in/delivered/dead-lettered/retried (all instances), backlog
+    /// (rsyslog queue, journals), last error; exit 1 when something is failing or stuck.
+    Status {
+        /// broker.toml, or one destination's TOML.
+        #[arg(long, default_value = broker::DEFAULT_BROKER_TOML)]
+        config: PathBuf,
+        /// rsyslog's impstats file (default: the one apply configures, in [broker] log_dir).
+        #[arg(long)]
+        impstats: Option<PathBuf>,
+        /// Also write the figures for node_exporter's textfile collector to this .prom file.
+        #[arg(long)]
+        prometheus: Option<PathBuf>,
     },
 }
 
@@ -170,6 +184,40 @@ fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
     0
 }
 
+/// `status`: exit 0 clean, 1 failing or stuck, 2 configuration unreadable.
+fn status(config: &Path, impstats: Option<PathBuf>, prom: Option<PathBuf>) -> i32 {
+    let (targets, default_impstats) = if is_broker_toml(config) {
+        match BrokerFile::load(config) {
+            Ok(b) => {
+                let imp = broker::render::impstats_path(&b);
+                (b.destinations.into_iter().map(|d| status::Target { name: d.name, config: d.config }).collect::<Vec<_>>(), Some(imp))
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
+        }
+    } else {
+        match Config::load(config) {
+            Ok(cfg) => (vec![status::Target { name: cfg.name(), config: cfg }], None),
+            Err(e) => {
+                eprintln!("{e}");
+                return 2;
+            }
+        }
+    };
+    let impstats = impstats.or(default_impstats);
+    let all = status::gather(&targets, impstats.as_deref());
+    print!("{}", status::report(&all, impstats.as_deref()));
+    if let Some(p) = prom {
+        if let Err(e) = status::write_textfile(&p, &status::prometheus(&all)) {
+            eprintln!("status: cannot write {}: {e}", p.display());
+            return 2;
+        }
+    }
+    i32::from(all.iter().any(|s| s.stuck))
+}
+
 fn main() {
     let cli = Cli::parse();
     init_logging();
@@ -190,6 +238,7 @@ fn main() {
                 2
             }
         },
+        Command::Status { config, impstats, prometheus } => status(&config, impstats, prometheus),
         Command::Check { config, destination, connect } => check(&config, destination.as_deref(), connect),
         Command::Apply { config, dry_run, restart, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd } => {
             broker::apply::run(&broker::apply::ApplyOptions { broker_toml: config, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd, dry_run, restart })

@@ -278,7 +278,7 @@ pub struct StatsConfig {
     /// Seconds between stats lines on stderr (0 = only at exit).
     pub interval_secs: u64,
     /// Directory of the per-instance state files `status` reads (written with each stats
-    /// line, at delivery errors and recoveries, and at exit); default: the journal directory.
+    /// line, at delivery errors and recoveries, and at exit); default `<journal dir>.state`.
     pub state_dir: Option<PathBuf>,
     /// Write no state file (`status` then knows nothing of this destination's counters).
     pub state: bool,
@@ -365,16 +365,20 @@ impl Config {
     }
 
     /// Where each instance keeps its counters for `status` (`state-*.json`): `[stats]
-    /// state_dir`, else the journal directory (writable, checked by preflight, and `status`
-    /// reads the journals there anyway); none when `[stats] state = false`, or when the
-    /// journal is off and no `state_dir` is set.
+    /// state_dir`, else beside the journal directory (`<journal dir>.state`: the journal's
+    /// parent is the program's, and the journal directory itself holds journals only); none
+    /// when `[stats] state = false`, or when the journal is off and no `state_dir` is set.
     pub fn state_dir(&self) -> Option<PathBuf> {
         if !self.stats.state {
             return None;
         }
         match &self.stats.state_dir {
             Some(d) => Some(d.clone()),
-            None if self.journal.enabled => Some(self.journal_dir()),
+            None if self.journal.enabled => {
+                let mut d = self.journal_dir().into_os_string();
+                d.push(".state");
+                Some(PathBuf::from(d))
+            }
             None => None,
         }
     }
