@@ -186,6 +186,9 @@ fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
 
 /// `status`: exit 0 clean, 1 failing or stuck, 2 configuration unreadable.
 fn status(config: &Path, impstats: Option<PathBuf>, prom: Option<PathBuf>) -> i32 {
+    // By default, what runs: the copy `apply` installed, if any.
+    let applied = Path::new("/etc/qumulo-audit-broker/rsyslog.d").join(broker::render::SNAPSHOT);
+    let config = if config == Path::new(broker::DEFAULT_BROKER_TOML) && applied.exists() { applied.as_path() } else { config };
     let (targets, default_impstats) = if is_broker_toml(config) {
         match BrokerFile::load(config) {
             Ok(b) => {

@@ -6,7 +6,8 @@
 //!    [`preflight::check`] as `check` and omprog start-up: an error stops here (exit 2);
 //! 2. render ([`super::render`]), knowing which modules the rest of rsyslog's configuration
 //!    loads (the main `rsyslog.conf` and what it includes, our own directory excluded);
-//! 3. stage the new directory next to the live one (`<dir>.new`), with the live directory's
+//! 3. stage the new directory next to the live one (`<dir>.new`), with the applied copy of
+//!    `broker.toml` the programs read (an edit reaches them only through `apply`), the live directory's
 //!    non-`.conf` files (the `.example`s); hand-written `.conf` files (without the generated
 //!    marker) are not carried over and are listed (they stay in `<dir>.prev`);
 //! 4. `rsyslogd -N1` on the staged directory alone (the package's template file including it,
@@ -74,7 +75,11 @@ fn apply(o: &ApplyOptions) -> Result<String, (i32, String)> {
         }
     }
     let loaded = modules_elsewhere(&o.rsyslog_conf, &o.rsyslog_dir);
-    let rendering = Rendering { loaded_modules: loaded.clone(), broker_toml: absolute(&o.broker_toml) };
+    let rendering = Rendering {
+        loaded_modules: loaded.clone(),
+        broker_toml: absolute(&o.broker_toml),
+        omprog_config: absolute(&o.rsyslog_dir).join(render::SNAPSHOT),
+    };
     let files = render::render(&broker, &rendering);
     let live = current_files(&o.rsyslog_dir);
     let (diff, hand_written) = diff(&live, &files);
@@ -83,7 +88,7 @@ fn apply(o: &ApplyOptions) -> Result<String, (i32, String)> {
     }
     let stage = sibling(&o.rsyslog_dir, "new");
     let _ = std::fs::remove_dir_all(&stage);
-    write_stage(&stage, &o.rsyslog_dir, &files).map_err(|e| (EXIT_RSYSLOG_REFUSED, format!("apply: cannot write {}: {e}", stage.display())))?;
+    write_stage(&stage, &o.rsyslog_dir, &o.broker_toml, &files).map_err(|e| (EXIT_RSYSLOG_REFUSED, format!("apply: cannot write {}: {e}", stage.display())))?;
     let checked = check_isolated(o, &stage, &loaded, &files);
     if let Err(e) = checked {
         let _ = std::fs::remove_dir_all(&stage);
@@ -141,7 +146,7 @@ fn current_files(dir: &Path) -> BTreeMap<String, String> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".conf") {
+            if name.ends_with(".conf") || name == render::SNAPSHOT {
                 m.insert(name, std::fs::read_to_string(e.path()).unwrap_or_default());
             }
         }
@@ -202,18 +207,25 @@ pub fn line_diff(a: &str, b: &str) -> String {
     out
 }
 
-fn write_stage(stage: &Path, live: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
+fn write_stage(stage: &Path, live: &Path, source: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
     std::fs::create_dir_all(stage)?;
     if let Ok(rd) = std::fs::read_dir(live) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".conf") && e.file_type().is_ok_and(|t| t.is_file()) {
+            if !name.ends_with(".conf") && name != render::SNAPSHOT && e.file_type().is_ok_and(|t| t.is_file()) {
                 std::fs::copy(e.path(), stage.join(&name))?;
             }
         }
     }
     for (name, text) in files {
         std::fs::write(stage.join(name), text)?;
+    }
+    // The applied broker.toml names secret files: it gets broker.toml's mode and owner.
+    if let Ok(meta) = std::fs::metadata(source) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let snap = stage.join(render::SNAPSHOT);
+        std::fs::set_permissions(&snap, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        let _ = std::os::unix::fs::chown(&snap, Some(meta.uid()), Some(meta.gid()));
     }
     let f = std::fs::File::open(stage)?;
     f.sync_all()?;

@@ -114,6 +114,8 @@ pub struct DestinationEntry {
 #[derive(Debug, Clone)]
 pub struct BrokerFile {
     pub path: PathBuf,
+    /// The file's text (`apply` installs it as the applied copy).
+    pub text: String,
     pub globals: Globals,
     pub clusters: Vec<Cluster>,
     pub destinations: Vec<DestinationEntry>,
@@ -194,7 +196,7 @@ impl BrokerFile {
             config.spool_dir = Some(g.spool_dir.clone());
             destinations.push(DestinationEntry { name: name.get_ref().clone(), line: line_at(text, name.span().start), config });
         }
-        Ok(BrokerFile { path: path.to_path_buf(), globals: doc.broker, clusters: doc.cluster, destinations })
+        Ok(BrokerFile { path: path.to_path_buf(), text: text.to_string(), globals: doc.broker, clusters: doc.cluster, destinations })
     }
 
     /// The configuration of destination `name`, as `omprog --destination NAME` runs it.

@@ -104,13 +104,17 @@ fn errors_keep_their_line_in_broker_toml() {
 #[test]
 fn renders_the_shipped_wiring() {
     let b = parse(GOOD).unwrap();
-    let r = Rendering { loaded_modules: ["imtcp".to_string()].into(), broker_toml: "/etc/qab/broker.toml".into() };
+    let r = Rendering {
+        loaded_modules: ["imtcp".to_string()].into(),
+        broker_toml: "/etc/qab/broker.toml".into(),
+        omprog_config: "/etc/qab/rsyslog.d/applied-broker.toml".into(),
+    };
     let files = render(&b, &r);
     let all: String = files.values().cloned().collect();
     let modules = modules_loaded_by(&all);
     assert_eq!(modules, ["impstats", "mmsequence", "omprog"].map(String::from).into(), "imtcp is loaded elsewhere");
     let dests = &files["20-destinations.conf"];
-    assert!(dests.contains("binary=\"/usr/libexec/rsyslog/qumulo-audit-broker omprog --config /etc/qab/broker.toml --destination splunk-hec\""));
+    assert!(dests.contains("binary=\"/usr/libexec/rsyslog/qumulo-audit-broker omprog --config /etc/qab/rsyslog.d/applied-broker.toml --destination splunk-hec\""));
     assert_eq!(dests.matches("action(type=\"omprog\"").count(), 2);
     assert!(dests.contains("queue.filename=\"qab-file\"") && dests.contains("queue.dequeueBatchSize=\"4096\""));
     assert!(dests.contains("queue.filename=\"qab-splunk-hec\"") && dests.contains("queue.dequeueBatchSize=\"1024\""));
@@ -122,6 +126,7 @@ fn renders_the_shipped_wiring() {
     let deliver = &files["50-deliver.conf"];
     assert!(deliver.contains("call qab_dest_file\n    call qab_dest_splunk_hec\n"));
     assert!(deliver.contains("mmsequence"));
+    assert_eq!(files[super::render::SNAPSHOT], GOOD, "the programs read the applied copy");
     assert_eq!(render(&b, &r), files, "rendering is deterministic");
 }
 
