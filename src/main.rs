@@ -87,6 +87,18 @@ enum Command {
         #[arg(long, default_value = "rsyslogd")]
         rsyslogd: String,
     },
+    /// Send one sample audit line to a cluster's listener and report whether each destination
+    /// received and delivered it.
+    TestEvent {
+        /// The [[cluster]] name.
+        cluster: String,
+        /// broker.toml (default: the copy apply installed, else broker.toml).
+        #[arg(long, default_value = broker::DEFAULT_BROKER_TOML)]
+        config: PathBuf,
+        /// How long to wait for the destinations.
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
+    },
     /// Per destination: events in/delivered/dead-lettered/retried (all instances), backlog
     /// (rsyslog queue, journals), last error; exit 1 when something is failing or stuck.
     Status {
@@ -185,10 +197,19 @@ fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
 }
 
 /// `status`: exit 0 clean, 1 failing or stuck, 2 configuration unreadable.
-fn status(config: &Path, impstats: Option<PathBuf>, prom: Option<PathBuf>) -> i32 {
-    // By default, what runs: the copy `apply` installed, if any.
+/// The configuration `status` and `test-event` read: by default what runs (the copy `apply`
+/// installed), else the given file.
+fn running_config(config: &Path) -> PathBuf {
     let applied = Path::new("/etc/qumulo-audit-broker/rsyslog.d").join(broker::render::SNAPSHOT);
-    let config = if config == Path::new(broker::DEFAULT_BROKER_TOML) && applied.exists() { applied.as_path() } else { config };
+    if config == Path::new(broker::DEFAULT_BROKER_TOML) && applied.exists() {
+        applied
+    } else {
+        config.to_path_buf()
+    }
+}
+
+fn status(config: &Path, impstats: Option<PathBuf>, prom: Option<PathBuf>) -> i32 {
+    let config = &running_config(config);
     let (targets, default_impstats) = if is_broker_toml(config) {
         match BrokerFile::load(config) {
             Ok(b) => {
@@ -242,6 +263,13 @@ fn main() {
             }
         },
         Command::Status { config, impstats, prometheus } => status(&config, impstats, prometheus),
+        Command::TestEvent { cluster, config, wait_secs } => match BrokerFile::load(&running_config(&config)) {
+            Ok(b) => broker::test_event::run(&b, &cluster, std::time::Duration::from_secs(wait_secs)),
+            Err(e) => {
+                eprintln!("{e}");
+                2
+            }
+        },
         Command::Check { config, destination, connect } => check(&config, destination.as_deref(), connect),
         Command::Apply { config, dry_run, restart, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd } => {
             broker::apply::run(&broker::apply::ApplyOptions { broker_toml: config, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd, dry_run, restart })

@@ -244,11 +244,13 @@ fn send_from(from: Ipv4Addr, port: u16, lines: &[String]) {
     let _ = SocketAddrV4::new(from, 0);
 }
 
-/// (event number, cluster) of every record in the ECS file destination, read independently.
+/// (event number, cluster) of every record in an ECS or JSON file destination, read
+/// independently (test events left out).
 fn file_events(path: &Path) -> Vec<(u64, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
+        .filter(|l| !l.contains("/qumulo-audit-broker/test-event-"))
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
             let n = sender::event_number(l).unwrap_or_else(|| panic!("no event number: {l}"));
@@ -361,6 +363,17 @@ max_elapsed_secs = 3
     assert_eq!(st.metric("qab_events_delivered_total", "file"), Some(70), "{}", st.text);
     assert_eq!(st.metric("qab_destination_failing", "splunk"), Some(0));
     assert!(st.text.contains("delivered 70") && st.state_of("splunk") == "ok", "{}", st.text);
+
+    // The test event reaches both clusters' rulesets and every destination.
+    let out = l.run(&["test-event", "prod", "--wait-secs", "20"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for d in ["file", "local", "splunk"] {
+        assert!(text.contains(&format!("destination {d}: delivered")), "{text}");
+    }
+    until(Duration::from_secs(10), "the test event in the HEC receiver", || hec.summary(), || {
+        hec.hec_events().iter().any(|e| e["event"]["cluster"] == "prod" && e.to_string().contains("/qumulo-audit-broker/test-event-")).then_some(())
+    });
 
     // The HEC receiver stops: status reports the error and a backlog, exit 1.
     hec.refuse_connections();

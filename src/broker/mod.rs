@@ -36,6 +36,7 @@
 
 pub mod apply;
 pub mod render;
+pub mod test_event;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
