@@ -424,3 +424,38 @@ max_elapsed_secs = 3
         assert!(!log.contains("delivered 0 lines") && !log.contains("unacknowledged"), "a clean stop logs as clean: {log}");
     }
 }
+
+/// `check --connect` on broker.toml proves a Splunk token for real (a wrong one fails, though
+/// HEC's health endpoint would accept it), indexes nothing, and warns about a secret over http.
+#[test]
+fn check_connect_proves_the_hec_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hec = MockHttp::start_with_hec_token("right-token");
+    let toml = d.join("broker.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[[destination]]\nname = \"splunk\"\ntype = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = \"{}\"\n[destination.journal]\ndir = \"{}\"\n",
+            hec.hec_url(),
+            d.join("hec.token").display(),
+            d.join("journal").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let check = |token: &str| {
+        std::fs::write(d.join("hec.token"), token).unwrap();
+        std::fs::set_permissions(d.join("hec.token"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let out = Command::new(BIN).args(["check", "--connect", "--config"]).arg(&toml).env("QAB_LOG", "warn").output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, out) = check("right-token\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("accepted the token") && out.contains("WARNING: the secret") && out.contains("plain http"), "{out}");
+    let (code, out) = check("wrong-token\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused the token (HTTP 403"), "{out}");
+    assert!(hec.hec_events().is_empty(), "the probe indexed nothing");
+    assert!(hec.requests().iter().all(|r| r.path.contains("/services/collector/event")), "the event endpoint was asked, not health");
+}

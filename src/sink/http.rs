@@ -344,21 +344,59 @@ impl HttpSink {
     }
 
     pub fn check(&mut self) -> Result<String, String> {
-        // An empty body is valid for every preset and changes nothing at the destination.
-        let probe = match self.preset {
-            HttpPreset::SplunkHec => self.url.replace("/services/collector/event", "/services/collector/health"),
-            _ => self.url.clone(),
+        let warning = if self.auth.is_some() && self.url.starts_with("http://") {
+            "; WARNING: the secret (token or password) is sent over plain http: use https"
+        } else {
+            ""
         };
+        if self.preset == HttpPreset::SplunkHec {
+            return self.check_hec().map(|m| m + warning);
+        }
+        let probe = self.url.clone();
         let mut req = self.agent.get(&probe);
         if let Some(a) = &self.auth {
             req = req.set("Authorization", a);
         }
         match req.call() {
-            Ok(r) => Ok(format!("{probe} answered HTTP {}", r.status())),
-            Err(ureq::Error::Status(code, _)) => Ok(format!("{probe} is reachable (HTTP {code})")),
+            Ok(r) => Ok(format!("{probe} answered HTTP {}{warning}", r.status())),
+            Err(ureq::Error::Status(code @ (401 | 403), r)) if self.auth.is_some() => {
+                Err(format!("{probe} refused the credentials (HTTP {code}: {})", r.into_string().unwrap_or_default().trim()))
+            }
+            Err(ureq::Error::Status(code, _)) => Ok(format!("{probe} is reachable (HTTP {code}){warning}")),
             Err(ureq::Error::Transport(t)) => Err(format!("{probe}: {t}")),
         }
     }
+
+    /// Splunk HEC: an authenticated POST of no event to the event endpoint. Splunk checks the
+    /// token first (401/403 for a missing or wrong one), then answers "No data" (400, code 5):
+    /// the token is proven and nothing is indexed. (The health endpoint accepts any token.)
+    fn check_hec(&mut self) -> Result<String, String> {
+        let mut req = self.agent.post(&self.url);
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        match req.send_bytes(b"") {
+            Ok(r) => Ok(format!("{} accepted the token (HTTP {})", self.url, r.status())),
+            Err(ureq::Error::Status(400, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                if hec_code(&body) == Some(5) {
+                    Ok(format!("{} accepted the token (an empty request answered \"No data\", nothing indexed)", self.url))
+                } else {
+                    Err(format!("{} answered HTTP 400 to an empty request: {}", self.url, body.trim()))
+                }
+            }
+            Err(ureq::Error::Status(code @ (401 | 403), r)) => {
+                Err(format!("{} refused the token (HTTP {code}: {})", self.url, r.into_string().unwrap_or_default().trim()))
+            }
+            Err(ureq::Error::Status(code, r)) => Err(format!("{} answered HTTP {code}: {}", self.url, r.into_string().unwrap_or_default().trim())),
+            Err(ureq::Error::Transport(t)) => Err(format!("{}: {t}", self.url)),
+        }
+    }
+}
+
+/// The `code` of a HEC answer (`{"text":"No data","code":5}`).
+fn hec_code(text: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(text).ok()?.get("code")?.as_u64()
 }
 
 /// The `invalid-event-number` of a HEC error answer (`{"text":"Invalid data format","code":6,
