@@ -99,6 +99,13 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
     },
+    /// Print a broker.toml translated from the hand-written layout (active rsyslog drop-ins and
+    /// the destination TOML files they name).
+    Migrate {
+        /// The hand-written rsyslog drop-ins.
+        #[arg(long, default_value = "/etc/qumulo-audit-broker/rsyslog.d")]
+        rsyslog_dir: PathBuf,
+    },
     /// Per destination: events in/delivered/dead-lettered/retried (all instances), backlog
     /// (rsyslog queue, journals), last error; exit 1 when something is failing or stuck.
     Status {
@@ -259,6 +266,19 @@ fn main() {
             Ok(cfg) => omprog::run(cfg),
             Err(e) => {
                 log::error!("{e}");
+                2
+            }
+        },
+        Command::Migrate { rsyslog_dir } => match broker::migrate::migrate(&rsyslog_dir) {
+            Ok((text, notes)) => {
+                print!("{text}");
+                for n in notes {
+                    eprintln!("migrate: {n}");
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("migrate: {e}");
                 2
             }
         },

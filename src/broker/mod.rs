@@ -36,6 +36,7 @@
 
 pub mod apply;
 pub mod render;
+pub mod migrate;
 pub mod test_event;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,7 +51,7 @@ use crate::config::{line_at, Config, ConfigError};
 pub const DEFAULT_BROKER_TOML: &str = "/etc/qumulo-audit-broker/broker.toml";
 
 /// The per-destination sections a `[destination.<section>]` table stands for.
-const SECTIONS: &[&str] = &["batch", "retry", "filter", "cluster", "dead_letter", "journal", "stats", "input"];
+pub(crate) const SECTIONS: &[&str] = &["batch", "retry", "filter", "cluster", "dead_letter", "journal", "stats", "input"];
 
 /// `[broker]`: the global choices.
 #[derive(Debug, Clone, Deserialize)]

@@ -141,3 +141,39 @@ fn line_diff_shows_changes() {
     let d = super::apply::line_diff("a\nb\nc\n", "a\nc\nd\n");
     assert_eq!(d, "-b\n+d\n");
 }
+
+/// The shipped hand-written layout (file destination, the two-cluster example, the HEC example)
+/// becomes a broker.toml whose destinations mean what the TOML files meant.
+#[test]
+fn migrate_translates_the_hand_written_layout() {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let etc = d.join("etc");
+    let rs = etc.join("rsyslog.d");
+    std::fs::create_dir_all(&rs).unwrap();
+    let relocate = |t: String| t.replace("/etc/qumulo-audit-broker/", &format!("{}/", etc.display()));
+    for (from, to) in [
+        ("rsyslog.d/10-modules.conf", "rsyslog.d/10-modules.conf"),
+        ("rsyslog.d/20-dest-file.conf", "rsyslog.d/20-dest-file.conf"),
+        ("rsyslog.d/21-dest-splunk-hec.conf.example", "rsyslog.d/21-dest-splunk-hec.conf"),
+        ("rsyslog.d/30-clusters.conf.example", "rsyslog.d/30-clusters.conf"),
+        ("rsyslog.d/50-deliver.conf", "rsyslog.d/50-deliver.conf"),
+        ("packaging/etc/file.toml", "file.toml"),
+        ("packaging/etc/splunk-hec.toml.example", "splunk-hec.toml"),
+    ] {
+        std::fs::write(etc.join(to), relocate(std::fs::read_to_string(top.join(from)).unwrap())).unwrap();
+    }
+    let (text, notes) = super::migrate::migrate(&rs).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let b = BrokerFile::parse(&text, Path::new("broker.toml")).unwrap();
+    let clusters: Vec<(String, u16)> = b.clusters.iter().map(|c| (c.name.get_ref().clone(), *c.port.get_ref())).collect();
+    assert_eq!(clusters, [("prod".to_string(), 10514), ("archive".to_string(), 10515)]);
+    for name in ["file", "splunk-hec"] {
+        let old = crate::config::Config::load(&etc.join(format!("{name}.toml"))).unwrap();
+        let new = &b.destination(name).unwrap().config;
+        assert_eq!(format!("{:?}", old.destination), format!("{:?}", new.destination), "{name}");
+        assert_eq!(format!("{:?}{:?}{:?}", old.dead_letter, old.journal, old.retry), format!("{:?}{:?}{:?}", new.dead_letter, new.journal, new.retry), "{name}");
+        assert_eq!(old.journal_dir(), new.journal_dir(), "{name}: same journal, so nothing is stranded");
+    }
+}
