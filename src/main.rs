@@ -137,7 +137,12 @@ fn init_logging() {
 fn is_broker_toml(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else { return false };
     let Ok(table) = text.parse::<toml::Table>() else { return false };
-    matches!(table.get("destination"), Some(toml::Value::Array(_))) || table.contains_key("cluster") || table.contains_key("broker")
+    // A destination TOML has a [destination] table (and may have a [cluster] table).
+    match table.get("destination") {
+        Some(toml::Value::Table(_)) => false,
+        Some(toml::Value::Array(_)) => true,
+        _ => matches!(table.get("cluster"), Some(toml::Value::Array(_))) || table.contains_key("broker"),
+    }
 }
 
 /// `check`: the validation omprog start-up runs ([`Config::load`] and [`preflight::check`]),

@@ -459,3 +459,17 @@ fn check_connect_proves_the_hec_token() {
     assert!(hec.hec_events().is_empty(), "the probe indexed nothing");
     assert!(hec.requests().iter().all(|r| r.path.contains("/services/collector/event")), "the event endpoint was asked, not health");
 }
+
+/// `check` tells the two kinds of file apart: a destination TOML with a `[cluster]` table is not
+/// a broker.toml; the shipped broker.toml is checked destination by destination.
+#[test]
+fn check_reads_both_layouts() {
+    let l = Layout::new();
+    l.install("packaging/etc/file.toml", "etc/qumulo-audit-broker/file.toml");
+    let out = Command::new(BIN).args(["check", "--config"]).arg(l.path("etc/qumulo-audit-broker/file.toml")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("configuration is valid (type = file"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).args(["check", "--config"]).arg(l.broker_toml()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("0 cluster(s), 1 destination(s)") && text.contains("destination \"file\": configuration is valid"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}

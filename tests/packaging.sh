@@ -108,6 +108,7 @@ for line in sys.stdin:
     echo "0644 /etc/logrotate.d/qumulo-audit-broker"
     echo "0644 /usr/share/man/man1/qumulo-audit-broker.1.gz"
     for f in docs/*.md ARCHITECTURE.md; do echo "0644 /usr/share/doc/qumulo-audit-broker/${f##*/}"; done
+    echo "0644 /usr/share/qumulo-audit-broker/elasticsearch/qumulo-audit-ecs-template.json"
     echo "0644 /usr/share/doc/qumulo-audit-broker/README.md"
     echo "0644 /usr/share/doc/qumulo-audit-broker/copyright"
     echo "0644 /usr/share/doc/qumulo-audit-broker/changelog.Debian.gz"
@@ -233,8 +234,8 @@ if [ -f /etc/rsyslog.conf ]; then echo "INFO rsyslogd -N1 main config: this mach
 check "rsyslogd -N1: shipped default configuration" n1 "$M"
 check "safe default: no active input() and no imtcp load in any shipped .conf" bash -c \
     "! cat '$R'/etc/rsyslog.d/*.conf '$R'/usr/share/qumulo-audit-broker/rsyslog/*.conf '$R'/etc/qumulo-audit-broker/rsyslog.d/*.conf | sed 's/#.*//' | grep -Eq 'input\\(|imtcp|imudp'"
-check "safe default: shipped destination is the local file only" bash -c \
-    "[ \"\$(ls '$R'/etc/qumulo-audit-broker/*.toml | xargs -n1 basename)\" = file.toml ] && grep -q '^type = \"file\"' '$R/etc/qumulo-audit-broker/file.toml'"
+check "safe default: shipped destination is the local file only (file.toml; broker.toml: one file destination, no cluster)" bash -c \
+    "[ \"\$(ls '$R'/etc/qumulo-audit-broker/*.toml | xargs -n1 basename | tr '\n' ' ')\" = 'broker.toml file.toml ' ] && grep -q '^type = \"file\"' '$R/etc/qumulo-audit-broker/file.toml' && [ \"\$(grep -c '^type = ' '$R/etc/qumulo-audit-broker/broker.toml')\" = 1 ] && grep -q '^type = \"file\"' '$R/etc/qumulo-audit-broker/broker.toml' && ! grep -q '^\[\[cluster\]\]' '$R/etc/qumulo-audit-broker/broker.toml'"
 check "safe default: no global() and no module load in the package-owned include" bash -c \
     "! sed 's/#.*//' '$R/usr/share/qumulo-audit-broker/rsyslog/qumulo-audit-broker.conf' | grep -Eq 'global\\(|module\\(|\\\$WorkDirectory|\\\$ModLoad'"
 
