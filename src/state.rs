@@ -182,3 +182,44 @@ pub fn fold_exited(dir: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(pid: u32, exited: bool, delivered: u64) -> InstanceState {
+        InstanceState { destination: "d".into(), pid, exited, delivered, lines_in: delivered, ..Default::default() }
+    }
+
+    #[test]
+    fn exited_instances_fold_into_one_file_and_sums_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_atomic(&d.join("state-1-111.json"), &state(111, true, 5)).unwrap();
+        write_atomic(&d.join("state-2-222.json"), &state(222, true, 7)).unwrap();
+        let me = std::process::id();
+        write_atomic(&d.join(format!("state-3-{me}.json")), &state(me, false, 11)).unwrap();
+        let sum = |d: &Path| read_dir(d).iter().map(|(_, s)| s.delivered).sum::<u64>();
+        assert_eq!(sum(d), 23);
+        fold_exited(d);
+        let files: Vec<String> = read_dir(d).iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(files, ["state-3-".to_string() + &me.to_string() + ".json", "state-exited.json".into()], "the live one stays");
+        assert_eq!(sum(d), 23, "folding keeps the sum");
+        write_atomic(&d.join("state-4-444.json"), &state(444, true, 1)).unwrap();
+        fold_exited(d);
+        assert_eq!(sum(d), 24);
+        assert_eq!(read_dir(d).len(), 2);
+    }
+
+    #[test]
+    fn a_journal_counts_its_undelivered_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = crate::journal::Journal::open(dir.path(), 1 << 20, false).unwrap();
+        assert_eq!(crate::status::journal_backlog(dir.path()), (0, 1));
+        j.append(b"one\n").unwrap();
+        j.append(b"two\n").unwrap();
+        assert_eq!(crate::status::journal_backlog(dir.path()), (2, 1), "read while its owner holds it");
+        j.clear().unwrap();
+        assert_eq!(crate::status::journal_backlog(dir.path()), (0, 1), "delivered: the file stays, its lines do not count");
+    }
+}

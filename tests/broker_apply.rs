@@ -106,7 +106,13 @@ impl Layout {
 
     fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).arg("--config").arg(self.broker_toml()).env("QAB_LOG", "warn");
+        // status and test-event read what runs, the applied copy (their default in the
+        // installed layout), apply and check the edited file.
+        let config = match args[0] {
+            "status" | "test-event" => self.rsyslog_dir().join("applied-broker.toml"),
+            _ => self.broker_toml(),
+        };
+        cmd.args(args).arg("--config").arg(config).env("QAB_LOG", "warn");
         if args[0] == "apply" {
             cmd.arg("--rsyslog-dir").arg(self.rsyslog_dir());
             cmd.arg("--rsyslog-conf").arg(self.path("etc/rsyslog.conf"));
@@ -418,6 +424,15 @@ max_elapsed_secs = 3
     });
     let hec_records: Vec<String> = hec.hec_events().iter().map(|e| e.to_string()).collect();
     Tally::of(&hec_records).assert_at_least_once(0..110);
+    // Counters summed over the exited instances (first rsyslogd) and the running ones: 110
+    // events and the test event.
+    let st = until(Duration::from_secs(20), "status: 111 delivered to local and file over both runs", || l.status().text, || {
+        let s = l.status();
+        (s.metric("qab_events_delivered_total", "local") == Some(111) && s.metric("qab_events_delivered_total", "file") == Some(111)).then_some(s)
+    });
+    assert_eq!(st.metric("qab_lines_in_total", "local"), Some(111), "{}", st.text);
+    assert!(st.metric("qab_events_delivered_total", "splunk").unwrap() >= 111, "{}", st.text);
+    assert!(st.text.contains("exited)") && !st.text.contains(" 0 exited)"), "exited instances are counted: {}", st.text);
     for d in ["local", "splunk", "file"] {
         let log = std::fs::read_to_string(l.path(&format!("var/log/qumulo-audit-broker/{d}.log"))).unwrap();
         eprintln!("---- {d}.log\n{log}");

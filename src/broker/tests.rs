@@ -177,3 +177,16 @@ fn migrate_translates_the_hand_written_layout() {
         assert_eq!(old.journal_dir(), new.journal_dir(), "{name}: same journal, so nothing is stranded");
     }
 }
+
+#[test]
+fn the_shipped_broker_toml_is_the_safe_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/etc/broker.toml");
+    let b = BrokerFile::load(&path).unwrap();
+    assert!(b.clusters.is_empty(), "nothing listens");
+    assert_eq!(b.destinations.len(), 1);
+    let old = crate::config::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/etc/file.toml")).unwrap();
+    let new = &b.destination("file").unwrap().config;
+    assert_eq!(format!("{:?}", old.destination), format!("{:?}", new.destination), "the same destination as file.toml");
+    assert_eq!(old.journal_dir(), new.journal_dir());
+    assert_eq!(format!("{:?}", old.dead_letter), format!("{:?}", new.dead_letter));
+}

@@ -317,6 +317,13 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if matches!(table.get("destination"), Some(toml::Value::Array(_))) {
+                return Err(ConfigError::new(
+                    "this file has [[destination]] sections (a broker.toml): name the one to use with --destination NAME",
+                ));
+            }
+        }
         let kind = destination::destination_type(text)?;
         destination::check_keys(text, kind)?;
         let cfg = kind.parse_document(text)?;
