@@ -40,6 +40,8 @@ pub struct HttpSink {
     agent: ureq::Agent,
     url: String,
     preset: HttpPreset,
+    /// The destination's `index` (for `check --connect`'s Elasticsearch rights check).
+    index: String,
     auth: Option<String>,
     gzip: bool,
     scratch: Vec<u8>,
@@ -163,6 +165,7 @@ impl HttpSink {
         };
         Ok(HttpSink {
             agent: builder.build(),
+            index: d.index.clone(),
             url,
             preset,
             auth,
@@ -352,6 +355,9 @@ impl HttpSink {
         if self.preset == HttpPreset::SplunkHec {
             return self.check_hec().map(|m| m + warning);
         }
+        if self.preset == HttpPreset::ElasticsearchBulk {
+            return self.check_es().map(|m| m + warning);
+        }
         let probe = self.url.clone();
         let mut req = self.agent.get(&probe);
         if let Some(a) = &self.auth {
@@ -364,6 +370,42 @@ impl HttpSink {
             }
             Err(ureq::Error::Status(code, _)) => Ok(format!("{probe} is reachable (HTTP {code}){warning}")),
             Err(ureq::Error::Transport(t)) => Err(format!("{probe}: {t}")),
+        }
+    }
+
+    /// Elasticsearch: the credentials (`_security/_authenticate`: 401 is a wrong user or
+    /// password) and the right to write to the index (`_security/user/_has_privileges` for
+    /// `create_doc`, what the bulk `create` actions need). Nothing is written. A cluster without
+    /// security answers neither: then only reachability is proven, and said.
+    fn check_es(&mut self) -> Result<String, String> {
+        let base: String = self.url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        let with_auth = |req: ureq::Request| match &self.auth {
+            Some(a) => req.set("Authorization", a),
+            None => req,
+        };
+        let body = |r: ureq::Response| r.into_string().unwrap_or_default();
+        let user = match with_auth(self.agent.get(&format!("{base}/_security/_authenticate"))).call() {
+            Ok(r) => serde_json::from_str::<serde_json::Value>(&body(r)).ok().and_then(|v| v.get("username")?.as_str().map(str::to_string)),
+            Err(ureq::Error::Status(401, r)) => return Err(format!("{base} refused the credentials (HTTP 401: {})", body(r).trim())),
+            Err(ureq::Error::Status(code, _)) => {
+                return Ok(format!("{base} is reachable (HTTP {code} to _security/_authenticate: security not enabled, credentials and index rights not checked)"))
+            }
+            Err(ureq::Error::Transport(t)) => return Err(format!("{base}: {t}")),
+        };
+        let user = user.unwrap_or_else(|| "?".into());
+        let query = format!(r#"{{"index":[{{"names":[{}],"privileges":["create_doc"]}}]}}"#, serde_json::Value::String(self.index.clone()));
+        let req = with_auth(self.agent.post(&format!("{base}/_security/user/_has_privileges"))).set("Content-Type", "application/json");
+        match req.send_string(&query) {
+            Ok(r) => {
+                let v: serde_json::Value = serde_json::from_str(&body(r)).map_err(|e| format!("{base}: unreadable _has_privileges answer: {e}"))?;
+                if v.get("has_all_requested").and_then(|b| b.as_bool()) == Some(true) {
+                    Ok(format!("{base}: user {user:?} authenticated and may write (create_doc) to index {:?}", self.index))
+                } else {
+                    Err(format!("{base}: user {user:?} authenticated but may NOT write (create_doc) to index {:?}", self.index))
+                }
+            }
+            Err(ureq::Error::Status(code, r)) => Err(format!("{base}: _has_privileges answered HTTP {code}: {}", body(r).trim())),
+            Err(ureq::Error::Transport(t)) => Err(format!("{base}: {t}")),
         }
     }
 
