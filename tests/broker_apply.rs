@@ -321,7 +321,7 @@ max_elapsed_secs = 3
     let (code, out) = l.apply(&["--dry-run"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("--- 20-destinations.conf (added)") && out.contains("+ruleset(name=\"qab_dest_splunk\")"), "{out}");
-    assert!(out.contains("--- 20-dest-file.conf (removed)"), "the shipped hand-written default goes: {out}");
+    assert!(out.contains("--- 20-dest-file.conf (changed)") && out.contains("+# Placeholder"), "the shipped hand-written default becomes a placeholder: {out}");
     assert_eq!(l.drop_ins(), before, "--dry-run changed nothing");
 
     let (code, out) = l.apply(&[]);
@@ -332,7 +332,8 @@ max_elapsed_secs = 3
     assert_eq!(std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777, 0o640, "it names secret files: broker.toml's mode");
     let files = l.drop_ins();
     assert!(files.contains_key("21-dest-splunk-hec.conf.example"), "examples are kept: {:?}", files.keys());
-    assert!(!files.contains_key("20-dest-file.conf"));
+    let placeholder = &files["20-dest-file.conf"];
+    assert!(placeholder.lines().all(|l| l.starts_with('#')), "kept as an inert placeholder (a package upgrade cannot re-create it): {placeholder}");
     let modules = &files["10-modules.conf"];
     assert!(modules.contains("# imtcp: already loaded") && !modules.contains("module(load=\"imtcp\""), "{modules}");
     let (code, out) = l.apply(&[]);

@@ -8,8 +8,10 @@
 //!    loads (the main `rsyslog.conf` and what it includes, our own directory excluded);
 //! 3. stage the new directory next to the live one (`<dir>.new`), with the applied copy of
 //!    `broker.toml` the programs read (an edit reaches them only through `apply`), the live directory's
-//!    non-`.conf` files (the `.example`s); hand-written `.conf` files (without the generated
-//!    marker) are not carried over and are listed (they stay in `<dir>.prev`);
+//!    non-`.conf` files (the `.example`s); a `.conf` file the rendering does not produce
+//!    becomes an inert placeholder of the same name (so a package upgrade cannot re-create the
+//!    shipped hand-written file beside the generated ones); the hand-written files replaced are
+//!    listed (they stay in `<dir>.prev`);
 //! 4. `rsyslogd -N1` on the staged directory alone (the package's template file including it,
 //!    plus the modules loaded elsewhere): an error stops here (exit 1), nothing changed;
 //! 5. swap the staged and live directories in one `renameat2(RENAME_EXCHANGE)`, keep the old one
@@ -80,8 +82,14 @@ fn apply(o: &ApplyOptions) -> Result<String, (i32, String)> {
         broker_toml: absolute(&o.broker_toml),
         omprog_config: absolute(&o.rsyslog_dir).join(render::SNAPSHOT),
     };
-    let files = render::render(&broker, &rendering);
+    let mut files = render::render(&broker, &rendering);
     let live = current_files(&o.rsyslog_dir);
+    // Every `.conf` name in the live directory stays, as an inert placeholder if nothing is
+    // rendered under it: a package upgrade re-creates a missing shipped file (rpm does, for
+    // %config files), which would load omprog twice and define qab_dest_file again.
+    for name in live.keys().filter(|n| n.ends_with(".conf")) {
+        files.entry(name.clone()).or_insert_with(|| render::placeholder(name, &rendering.broker_toml));
+    }
     let (diff, hand_written) = diff(&live, &files);
     if diff.is_empty() {
         return Ok(format!("{out}apply: {} is up to date with {} (nothing to change)\n", o.rsyslog_dir.display(), o.broker_toml.display()));
@@ -164,7 +172,7 @@ fn diff(live: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> (Str
         match (live.get(name), new.get(name)) {
             (Some(a), Some(b)) if a == b => {}
             (a, b) => {
-                if a.is_some_and(|t| !t.contains(MARKER)) && b.is_none() {
+                if a.is_some_and(|t| !t.contains(MARKER)) && b.map_or(true, |t| t.contains(render::PLACEHOLDER)) {
                     hand.push(name.clone());
                 }
                 let what = match (a, b) {
