@@ -1,7 +1,8 @@
 //! The delivery stage of omprog mode: batches in, one outcome per transaction out. Retries a
 //! batch with exponential backoff and jitter for up to `[retry] max_elapsed_secs`, dead-letters
 //! the records a destination refuses for good, and adopts the journals of dead instances (at
-//! start and after every delivered COMMIT), so what rsyslog forgot (issue #2420) is delivered.
+//! start, after every delivered COMMIT and after 5 s without work), so what rsyslog forgot
+//! (issue #2420) is delivered.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+/// How long the delivery stage waits for work before it looks for dead instances' journals.
+const IDLE_ADOPT: Duration = Duration::from_secs(5);
 
 use super::pipeline::Renderer;
 use super::Shared;
@@ -108,7 +112,22 @@ impl DeliveryStage {
         a.adopt(&mut sink, &shared);
     }
     let mut failed: Option<(u64, String)> = None;
-    for batch in batch_rx.iter() {
+    loop {
+        // Idle for a while: adopt again. An instance that outlived its rsyslogd (stuck in a
+        // delivery) dies after the next instances started and adopted; without later traffic
+        // (no COMMIT) its journal would wait for the next event.
+        let batch = match batch_rx.recv_timeout(IDLE_ADOPT) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(a) = adopter.as_mut() {
+                    if !shared.shutdown.load(Ordering::SeqCst) {
+                        a.adopt(&mut sink, &shared);
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if shared.shutdown.load(Ordering::SeqCst) {
             return; // nothing will be acknowledged any more; the journal keeps the lines
         }
