@@ -107,7 +107,7 @@ for line in sys.stdin:
     echo "0644 /etc/qumulo-audit-broker/clusters.json.example"
     echo "0644 /etc/logrotate.d/qumulo-audit-broker"
     echo "0644 /usr/share/man/man1/qumulo-audit-broker.1.gz"
-    for f in docs/*.md ARCHITECTURE.md; do echo "0644 /usr/share/doc/qumulo-audit-broker/${f##*/}"; done
+    for f in docs/*.md ARCHITECTURE.md; do echo "0644 /usr/share/doc/qumulo-audit-broker/$f"; done
     echo "0644 /usr/share/qumulo-audit-broker/elasticsearch/qumulo-audit-ecs-template.json"
     echo "0644 /usr/share/doc/qumulo-audit-broker/README.md"
     echo "0644 /usr/share/doc/qumulo-audit-broker/copyright"

@@ -85,7 +85,7 @@ pub fn render(b: &BrokerFile, r: &Rendering) -> BTreeMap<String, String> {
     files.insert("10-modules.conf".into(), head("Modules, each loaded once in the whole rsyslog configuration.") + &modules(b, r));
     files.insert(
         "20-destinations.conf".into(),
-        head("One ruleset per destination: one omprog action with its own disk-assisted queue, so a slow\n# destination fills its own queue and never holds back another. Why each value:\n# /usr/share/doc/qumulo-audit-broker/packaging.md.")
+        head("One ruleset per destination: one omprog action with its own disk-assisted queue, so a slow\n# destination fills its own queue and never holds back another. Why each value:\n# /usr/share/doc/qumulo-audit-broker/docs/packaging.md.")
             + &destinations(b, r),
     );
     files.insert(
