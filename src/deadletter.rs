@@ -120,7 +120,8 @@ fn open(p: &PathBuf) -> std::io::Result<File> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    OpenOptions::new().create(true).append(true).open(p)
+    // Audit data: owner and group only.
+    std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().create(true).append(true), 0o640).open(p)
 }
 
 #[cfg(test)]

@@ -125,7 +125,8 @@ impl Journal {
         // lock, then delete it as a dead instance's journal.
         let creating = dir.join(format!("{name}.new"));
         let path = dir.join(format!("{name}.jnl"));
-        let file = OpenOptions::new().create_new(true).write(true).read(true).open(&creating)?;
+        // Audit data: owner and group only.
+        let file = std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().create_new(true).write(true).read(true), 0o640).open(&creating)?;
         if !try_lock(&file)? {
             let _ = fs::remove_file(&creating);
             return Err(io::Error::other(format!("cannot lock new journal {}", creating.display())));

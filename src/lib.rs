@@ -6,6 +6,7 @@
 //! module per destination) -> `omprog` (the protocol state machine that owns acknowledgement).
 
 pub mod batch;
+pub mod broker;
 pub mod classify;
 pub mod config;
 pub mod convert;
@@ -19,5 +20,7 @@ pub mod journal;
 pub mod lines;
 pub mod omprog;
 pub mod sink;
+pub mod state;
 pub mod stats;
+pub mod status;
 pub mod time;

@@ -115,6 +115,12 @@ pub struct Config {
     pub input: InputConfig,
     /// Where the config was read from (not a TOML key).
     pub source_path: PathBuf,
+    /// The destination's name when it comes from a `broker.toml` section (not a TOML key of the
+    /// destination: `[[destination]] name`); else the config file's stem names it.
+    pub destination_name: Option<String>,
+    /// `[broker] spool_dir` of a `broker.toml` (default [`DEFAULT_SPOOL_DIR`]): the default
+    /// journal and state directories live under it.
+    pub spool_dir: Option<PathBuf>,
     /// The line of each key present (`section.key`), for messages about values.
     key_lines: BTreeMap<String, usize>,
 }
@@ -155,6 +161,8 @@ fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config
         stats: doc.stats,
         input: doc.input,
         source_path: PathBuf::new(),
+        destination_name: None,
+        spool_dir: None,
         key_lines: key_lines(text),
     })
 }
@@ -269,11 +277,16 @@ impl Default for JournalConfig {
 pub struct StatsConfig {
     /// Seconds between stats lines on stderr (0 = only at exit).
     pub interval_secs: u64,
+    /// Directory of the per-instance state files `status` reads (written with each stats
+    /// line, at delivery errors and recoveries, and at exit); default `<journal dir>.state`.
+    pub state_dir: Option<PathBuf>,
+    /// Write no state file (`status` then knows nothing of this destination's counters).
+    pub state: bool,
 }
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        StatsConfig { interval_secs: 60 }
+        StatsConfig { interval_secs: 60, state_dir: None, state: true }
     }
 }
 
@@ -304,6 +317,13 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if matches!(table.get("destination"), Some(toml::Value::Array(_))) {
+                return Err(ConfigError::new(
+                    "this file has [[destination]] sections (a broker.toml): name the one to use with --destination NAME",
+                ));
+            }
+        }
         let kind = destination::destination_type(text)?;
         destination::check_keys(text, kind)?;
         let cfg = kind.parse_document(text)?;
@@ -327,6 +347,9 @@ impl Config {
 
     /// A short name for this destination: the config file's stem (`/etc/.../hec.toml` -> `hec`).
     pub fn name(&self) -> String {
+        if let Some(name) = &self.destination_name {
+            return name.clone();
+        }
         self.source_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "default".into())
     }
 
@@ -340,7 +363,31 @@ impl Config {
     }
 
     pub fn journal_dir(&self) -> PathBuf {
-        self.journal.dir.clone().unwrap_or_else(|| Path::new(DEFAULT_SPOOL_DIR).join("journal").join(self.name()))
+        self.journal.dir.clone().unwrap_or_else(|| self.spool_dir().join("journal").join(self.name()))
+    }
+
+    /// The spool directory: `[broker] spool_dir`, else [`DEFAULT_SPOOL_DIR`].
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR))
+    }
+
+    /// Where each instance keeps its counters for `status` (`state-*.json`): `[stats]
+    /// state_dir`, else beside the journal directory (`<journal dir>.state`: the journal's
+    /// parent is the program's, and the journal directory itself holds journals only); none
+    /// when `[stats] state = false`, or when the journal is off and no `state_dir` is set.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        if !self.stats.state {
+            return None;
+        }
+        match &self.stats.state_dir {
+            Some(d) => Some(d.clone()),
+            None if self.journal.enabled => {
+                let mut d = self.journal_dir().into_os_string();
+                d.push(".state");
+                Some(PathBuf::from(d))
+            }
+            None => None,
+        }
     }
 }
 

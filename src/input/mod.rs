@@ -247,10 +247,13 @@ impl Parser {
                     if h.body.is_empty() {
                         return err("syslog message has an empty body");
                     }
-                    if h.body.starts_with('{') {
-                        self.parse_json(h.body, ev, meta, depth + 1)
-                    } else {
-                        self.parse_csv(h.body, ev)
+                    let parsed = if h.body.starts_with('{') { self.parse_json(h.body, ev, meta, depth + 1) } else { self.parse_csv(h.body, ev) };
+                    // A line another program logged (sshd, cron) says so, not "bad CSV".
+                    match parsed {
+                        Err(e) if !h.app.is_empty() && !h.app.eq_ignore_ascii_case("qumulo") => {
+                            err(format!("not a Qumulo audit line (logged by {:?}): {}", h.app, e.reason))
+                        }
+                        other => other,
                     }
                 }
                 HeaderResult::Malformed(why) => err(why),
@@ -334,6 +337,23 @@ pub fn cluster_from_hostname(host: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::time::parse_rfc3339_prefix;
+
+    #[test]
+    fn another_programs_line_is_named_as_such() {
+        let mut p = Parser::new(ParserOptions::default());
+        let mut ev = Event::default();
+        for (line, app) in [
+            ("<38>Dec  2 10:00:00 host sshd[123]: Accepted password for root from 10.0.0.1 port 22 ssh2", "sshd"),
+            ("<134>1 2026-12-02T10:00:00Z host cron 1 - - job done", "cron"),
+        ] {
+            let e = p.parse(line.as_bytes(), &mut ev).unwrap_err();
+            assert!(e.reason.starts_with(&format!("not a Qumulo audit line (logged by \"{app}\")")), "{}", e.reason);
+        }
+        // Qumulo's own tag, or none: the CSV error itself.
+        let e = p.parse(b"<134>Dec  2 10:00:00 host qumulo: 1,2", &mut ev).unwrap_err();
+        assert!(e.reason.starts_with("expected 8 CSV fields"), "{}", e.reason);
+        assert!(p.parse(b"<134>Dec  2 10:00:00 host qumulo: 10.0.0.1,\"u\",nfs3,fs_read_data,ok,1,\"/a\",\"\"", &mut ev).is_ok());
+    }
 
     #[test]
     fn cluster_names_from_hostnames() {

@@ -22,6 +22,15 @@ pub struct Header<'a> {
     pub time: Option<Timestamp>,
     pub hostname: &'a str,
     pub body: &'a str,
+    /// The program that logged the line (RFC 3164 tag without `[pid]:`, RFC 5424 APP-NAME);
+    /// empty when the line has none.
+    pub app: &'a str,
+}
+
+/// `sshd[42]:` -> `sshd`.
+fn tag_name(tag: &str) -> &str {
+    let t = tag.strip_suffix(':').unwrap_or(tag);
+    t.split_once('[').map_or(t, |(n, _)| n)
 }
 
 /// Outcome of looking for a syslog header.
@@ -96,15 +105,15 @@ fn parse_time_host_tag<'a>(s: &'a str, now: &Timestamp) -> HeaderResult<'a> {
     let (first, after_first) = split_token(after_time);
     if is_tag(first) {
         // `<134>Jun 6 14:52:28 qumulo: body`: a tag and no hostname.
-        return HeaderResult::Found(Header { time: Some(time), hostname: "", body: body_of(after_first) });
+        return HeaderResult::Found(Header { time: Some(time), hostname: "", body: body_of(after_first), app: tag_name(first) });
     }
     let (hostname, after_host) = (first, after_first);
     if hostname.is_empty() || after_host.is_empty() {
         return HeaderResult::Malformed("syslog header has no message after the hostname".into());
     }
     let (tag, after_tag) = split_token(after_host);
-    let body = if tag.bytes().any(|b| matches!(b, b'{' | b',' | b'"')) { after_host } else { after_tag };
-    HeaderResult::Found(Header { time: Some(time), hostname, body: body_of(body) })
+    let (body, app) = if tag.bytes().any(|b| matches!(b, b'{' | b',' | b'"')) { (after_host, "") } else { (after_tag, tag_name(tag)) };
+    HeaderResult::Found(Header { time: Some(time), hostname, body: body_of(body), app })
 }
 
 /// A tag followed by its colon: `name:` or `name[pid]:`, the name 1 to 48 of `[A-Za-z0-9_.-/]`
@@ -147,7 +156,7 @@ fn parse_rfc5424(s: &str) -> HeaderResult<'_> {
         }
     };
     let (hostname, rest) = split_token(rest);
-    let (_app, rest) = split_token(rest);
+    let (app, rest) = split_token(rest);
     let (_procid, rest) = split_token(rest);
     let (_msgid, rest) = split_token(rest);
     if rest.is_empty() {
@@ -165,7 +174,7 @@ fn parse_rfc5424(s: &str) -> HeaderResult<'_> {
     };
     let body = body.strip_prefix(' ').unwrap_or(body);
     let body = body.strip_prefix('\u{feff}').unwrap_or(body);
-    HeaderResult::Found(Header { time, hostname: nil(hostname), body })
+    HeaderResult::Found(Header { time, hostname: nil(hostname), body, app: nil(app) })
 }
 
 /// Skips one or more `[id k="v" ...]` elements (values may hold `\]` and `\"`).

@@ -73,10 +73,12 @@ fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result
         delivered += pending.len().saturating_sub(attempt.rejected.len() + attempt.retry.len());
         if attempt.retry.is_empty() {
             shared.stats.record_batch(delivered as u64, started.elapsed().as_millis() as u64);
+            shared.stats.note_success();
             return Ok(());
         }
         let error = attempt.error.unwrap_or_else(|| "destination did not accept the batch".into());
         shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        shared.stats.note_failure(&error);
         if started.elapsed() >= max_elapsed || shared.shutdown.load(Ordering::SeqCst) {
             return Err(error);
         }
@@ -117,7 +119,9 @@ impl DeliveryStage {
             Ok(batch) => batch,
             Err(RecvTimeoutError::Timeout) => {
                 // Idle: a journal left by an instance that died after our last COMMIT would
-                // otherwise wait for the next COMMIT, which may never come once a burst is over.
+                // otherwise wait for the next COMMIT, which may never come once a burst is over
+                // (seen: an instance that outlived its rsyslogd, stuck in a delivery, died after
+                // the next instances had started and adopted).
                 if let Some(a) = adopter.as_mut() {
                     if !shared.shutdown.load(Ordering::SeqCst) {
                         a.adopt(&mut sink, &shared);
@@ -192,7 +196,12 @@ impl Adopter {
                 }
             }
             shared.stats.journal_adopted.fetch_add(lines, Ordering::Relaxed);
-            log::info!("delivered {lines} lines from the journal of a dead instance ({})", orphan.path.display());
+            if lines > 0 {
+                log::info!("delivered {lines} lines from the journal of a dead instance ({})", orphan.path.display());
+            } else {
+                // A stopped instance's journal with nothing undelivered: nothing to report.
+                log::debug!("removed the empty journal of a stopped instance ({})", orphan.path.display());
+            }
             let path = orphan.path.clone();
             if let Err(e) = orphan.remove() {
                 log::error!("cannot remove adopted journal {}: {e}", path.display());

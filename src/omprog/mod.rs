@@ -39,6 +39,7 @@ use crate::config::{preflight, Config, ConfigError, DeadLetterConfig};
 use crate::deadletter::DeadLetter;
 use crate::journal::Journal;
 use crate::sink::{Encoder, Sink};
+use crate::state::{fold_exited, StateFile};
 use crate::stats::Stats;
 
 use self::protocol::serve;
@@ -52,7 +53,17 @@ struct Shared {
     /// Held by the delivery stage while it writes to the destination, so SIGTERM does not cut
     /// a record in half.
     delivering: Mutex<()>,
+    /// This instance's state file for `status` (none when `[stats] state = false`).
+    state: Option<StateFile>,
     cfg: Config,
+}
+
+impl Shared {
+    fn write_state(&self, exited: bool) {
+        if let Some(s) = &self.state {
+            s.write(&self.stats, exited);
+        }
+    }
 }
 
 /// Everything built before the handshake; any failure here means no `OK`.
@@ -86,14 +97,26 @@ fn setup(cfg: Config) -> Result<Setup, ConfigError> {
         log::warn!("[journal] enabled = false: events accepted in a transaction are lost if this program dies before COMMIT (rsyslog issue #2420)");
         None
     };
+    let state = cfg.state_dir().and_then(|dir| match std::fs::create_dir_all(&dir) {
+        Ok(()) => {
+            fold_exited(&dir);
+            Some(StateFile::new(&dir, &cfg.name()))
+        }
+        Err(e) => {
+            log::warn!("[stats] state_dir: cannot create {}: {e}; `status` will not see this instance", dir.display());
+            None
+        }
+    });
     let shared = Arc::new(Shared {
         stats,
         dead,
         shutdown: AtomicBool::new(false),
         hup: Arc::new(AtomicBool::new(false)),
         delivering: Mutex::new(()),
+        state,
         cfg,
     });
+    shared.write_state(false);
     Ok(Setup { sink, encoder, journal, shared })
 }
 
@@ -121,6 +144,7 @@ pub fn run(cfg: Config) -> i32 {
     let mut out = stdout.lock();
     let input = BufReader::with_capacity(256 * 1024, stdin.lock());
     let code = serve(input, &mut out, &stdin_hung_up, sink, encoder, journal, shared.clone());
+    shared.write_state(true);
     log::info!("{}", shared.stats.line());
     code
 }
@@ -129,7 +153,9 @@ pub fn run(cfg: Config) -> i32 {
 /// Returns the exit code, or the setup error (in which case nothing was written to `output`).
 pub fn run_on<R: io::BufRead, W: Write>(cfg: Config, input: R, output: &mut W) -> Result<i32, String> {
     let Setup { sink, encoder, journal, shared } = setup(cfg).map_err(|e| e.to_string())?;
-    Ok(serve(input, output, &|| false, sink, encoder, journal, shared))
+    let code = serve(input, output, &|| false, sink, encoder, journal, shared.clone());
+    shared.write_state(true);
+    Ok(code)
 }
 
 /// True once rsyslog has closed our stdin (the pipe has no writer left and nothing unread in
@@ -170,7 +196,13 @@ fn install_signals(shared: &Arc<Shared>) {
                         }
                         thread::sleep(Duration::from_millis(10));
                     }
-                    log::info!("SIGTERM: exiting; unacknowledged lines stay in the journal");
+                    let open = shared.stats.journaled.load(Ordering::SeqCst);
+                    if open == 0 {
+                        log::info!("SIGTERM: clean stop (nothing accepted is undelivered)");
+                    } else {
+                        log::info!("SIGTERM: stopping with {open} accepted lines undelivered; they stay in the journal for the next instance");
+                    }
+                    shared.write_state(true);
                     log::info!("{}", shared.stats.line());
                     std::process::exit(0);
                 }
@@ -179,21 +211,32 @@ fn install_signals(shared: &Arc<Shared>) {
     }
 }
 
-/// Prints the stats line every `[stats] interval_secs`; stops with the process.
+/// Prints the stats line every `[stats] interval_secs` (0: never) and rewrites the state file
+/// within 2 s of a change; stops with the process.
 fn spawn_stats(shared: Arc<Shared>) -> Option<thread::JoinHandle<()>> {
     let every = shared.cfg.stats.interval_secs;
-    if every == 0 {
+    if every == 0 && shared.state.is_none() {
         return None;
     }
     thread::Builder::new()
         .name("stats".into())
         .spawn(move || {
             let mut last = Instant::now();
+            let mut last_state = Instant::now();
+            let mut written = String::new();
             while !shared.shutdown.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= Duration::from_secs(every) {
+                if every > 0 && last.elapsed() >= Duration::from_secs(every) {
                     log::info!("{}", shared.stats.line());
                     last = Instant::now();
+                }
+                if shared.state.is_some() && last_state.elapsed() >= Duration::from_secs(2) {
+                    last_state = Instant::now();
+                    let now = format!("{} {:?}", shared.stats.line(), shared.stats.health());
+                    if now != written {
+                        shared.write_state(false);
+                        written = now;
+                    }
                 }
             }
         })

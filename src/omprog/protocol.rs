@@ -227,6 +227,9 @@ impl<W: Write> Protocol<'_, W> {
                 Err(e) => reply(self.out, &error_reply(&e)),
             };
         }
+        if self.journal.is_some() {
+            self.shared.stats.journaled.fetch_add(1, Ordering::Relaxed);
+        }
         if self.chunk.len() >= CHUNK_BYTES {
             self.link.flush_chunk(&mut self.chunk, self.tx, self.out)?;
         }
@@ -250,6 +253,7 @@ impl<W: Write> Protocol<'_, W> {
     }
 
     fn clear_journal(&mut self) {
+        self.shared.stats.journaled.store(0, Ordering::Relaxed);
         if let Some(j) = self.journal.as_mut() {
             if let Err(e) = j.clear() {
                 log::error!("cannot truncate journal {}: {e}", j.path().display());

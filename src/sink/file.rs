@@ -38,7 +38,8 @@ fn open_append(path: &PathBuf) -> std::io::Result<File> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    OpenOptions::new().create(true).append(true).read(true).open(path)
+    // Audit data: owner and group only (the umask may take more, never add).
+    std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().create(true).append(true).read(true), 0o640).open(path)
 }
 
 /// Under the lock: if the file does not end with a newline, ends the partial record there.

@@ -40,6 +40,8 @@ pub struct HttpSink {
     agent: ureq::Agent,
     url: String,
     preset: HttpPreset,
+    /// The destination's `index` (for `check --connect`'s Elasticsearch rights check).
+    index: String,
     auth: Option<String>,
     gzip: bool,
     scratch: Vec<u8>,
@@ -163,6 +165,7 @@ impl HttpSink {
         };
         Ok(HttpSink {
             agent: builder.build(),
+            index: d.index.clone(),
             url,
             preset,
             auth,
@@ -344,21 +347,98 @@ impl HttpSink {
     }
 
     pub fn check(&mut self) -> Result<String, String> {
-        // An empty body is valid for every preset and changes nothing at the destination.
-        let probe = match self.preset {
-            HttpPreset::SplunkHec => self.url.replace("/services/collector/event", "/services/collector/health"),
-            _ => self.url.clone(),
+        let warning = if self.auth.is_some() && self.url.starts_with("http://") {
+            "; WARNING: the secret (token or password) is sent over plain http: use https"
+        } else {
+            ""
         };
+        if self.preset == HttpPreset::SplunkHec {
+            return self.check_hec().map(|m| m + warning);
+        }
+        if self.preset == HttpPreset::ElasticsearchBulk {
+            return self.check_es().map(|m| m + warning);
+        }
+        let probe = self.url.clone();
         let mut req = self.agent.get(&probe);
         if let Some(a) = &self.auth {
             req = req.set("Authorization", a);
         }
         match req.call() {
-            Ok(r) => Ok(format!("{probe} answered HTTP {}", r.status())),
-            Err(ureq::Error::Status(code, _)) => Ok(format!("{probe} is reachable (HTTP {code})")),
+            Ok(r) => Ok(format!("{probe} answered HTTP {}{warning}", r.status())),
+            Err(ureq::Error::Status(code @ (401 | 403), r)) if self.auth.is_some() => {
+                Err(format!("{probe} refused the credentials (HTTP {code}: {})", r.into_string().unwrap_or_default().trim()))
+            }
+            Err(ureq::Error::Status(code, _)) => Ok(format!("{probe} is reachable (HTTP {code}){warning}")),
             Err(ureq::Error::Transport(t)) => Err(format!("{probe}: {t}")),
         }
     }
+
+    /// Elasticsearch: the credentials (`_security/_authenticate`: 401 is a wrong user or
+    /// password) and the right to write to the index (`_security/user/_has_privileges` for
+    /// `create_doc`, what the bulk `create` actions need). Nothing is written. A cluster without
+    /// security answers neither: then only reachability is proven, and said.
+    fn check_es(&mut self) -> Result<String, String> {
+        let base: String = self.url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        let with_auth = |req: ureq::Request| match &self.auth {
+            Some(a) => req.set("Authorization", a),
+            None => req,
+        };
+        let body = |r: ureq::Response| r.into_string().unwrap_or_default();
+        let user = match with_auth(self.agent.get(&format!("{base}/_security/_authenticate"))).call() {
+            Ok(r) => serde_json::from_str::<serde_json::Value>(&body(r)).ok().and_then(|v| v.get("username")?.as_str().map(str::to_string)),
+            Err(ureq::Error::Status(401, r)) => return Err(format!("{base} refused the credentials (HTTP 401: {})", body(r).trim())),
+            Err(ureq::Error::Status(code, _)) => {
+                return Ok(format!("{base} is reachable (HTTP {code} to _security/_authenticate: security not enabled, credentials and index rights not checked)"))
+            }
+            Err(ureq::Error::Transport(t)) => return Err(format!("{base}: {t}")),
+        };
+        let user = user.unwrap_or_else(|| "?".into());
+        let query = format!(r#"{{"index":[{{"names":[{}],"privileges":["create_doc"]}}]}}"#, serde_json::Value::String(self.index.clone()));
+        let req = with_auth(self.agent.post(&format!("{base}/_security/user/_has_privileges"))).set("Content-Type", "application/json");
+        match req.send_string(&query) {
+            Ok(r) => {
+                let v: serde_json::Value = serde_json::from_str(&body(r)).map_err(|e| format!("{base}: unreadable _has_privileges answer: {e}"))?;
+                if v.get("has_all_requested").and_then(|b| b.as_bool()) == Some(true) {
+                    Ok(format!("{base}: user {user:?} authenticated and may write (create_doc) to index {:?}", self.index))
+                } else {
+                    Err(format!("{base}: user {user:?} authenticated but may NOT write (create_doc) to index {:?}", self.index))
+                }
+            }
+            Err(ureq::Error::Status(code, r)) => Err(format!("{base}: _has_privileges answered HTTP {code}: {}", body(r).trim())),
+            Err(ureq::Error::Transport(t)) => Err(format!("{base}: {t}")),
+        }
+    }
+
+    /// Splunk HEC: an authenticated POST of no event to the event endpoint. Splunk checks the
+    /// token first (401/403 for a missing or wrong one), then answers "No data" (400, code 5):
+    /// the token is proven and nothing is indexed. (The health endpoint accepts any token.)
+    fn check_hec(&mut self) -> Result<String, String> {
+        let mut req = self.agent.post(&self.url);
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        match req.send_bytes(b"") {
+            Ok(r) => Ok(format!("{} accepted the token (HTTP {})", self.url, r.status())),
+            Err(ureq::Error::Status(400, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                if hec_code(&body) == Some(5) {
+                    Ok(format!("{} accepted the token (an empty request answered \"No data\", nothing indexed)", self.url))
+                } else {
+                    Err(format!("{} answered HTTP 400 to an empty request: {}", self.url, body.trim()))
+                }
+            }
+            Err(ureq::Error::Status(code @ (401 | 403), r)) => {
+                Err(format!("{} refused the token (HTTP {code}: {})", self.url, r.into_string().unwrap_or_default().trim()))
+            }
+            Err(ureq::Error::Status(code, r)) => Err(format!("{} answered HTTP {code}: {}", self.url, r.into_string().unwrap_or_default().trim())),
+            Err(ureq::Error::Transport(t)) => Err(format!("{}: {t}", self.url)),
+        }
+    }
+}
+
+/// The `code` of a HEC answer (`{"text":"No data","code":5}`).
+fn hec_code(text: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(text).ok()?.get("code")?.as_u64()
 }
 
 /// The `invalid-event-number` of a HEC error answer (`{"text":"Invalid data format","code":6,

@@ -1,0 +1,247 @@
+//! `qumulo-audit-broker status`: per destination, what its programs did and what waits.
+//!
+//! Sources, all read-only:
+//! * the per-instance state files ([`crate::state`]): counters summed over every instance,
+//!   running or exited, and the delivery health (last error, when, whether it cleared);
+//! * the journals (`*.jnl` in the journal directory): lines accepted and not delivered yet
+//!   (a journal's header holds the length of its undelivered lines; a delivered transaction
+//!   sets it to zero, so an empty-but-present journal counts 0);
+//! * rsyslog's impstats file (rendered by `apply`): the destination action queue's size and its
+//!   disk part (`"qab-NAME queue"` and `"... queue[DA]"`), last record per object.
+//!
+//! A destination is *failing* when a running instance's last attempt failed, or the latest
+//! error of any instance is newer than every delivery; it is *stuck* when it is failing, or it
+//! has a backlog and delivered nothing for [`STUCK_SECS`]. Exit status: 0 all clean, 1 something
+//! failing or stuck, 2 the configuration cannot be read. `--prometheus FILE` writes the same
+//! figures in the node_exporter textfile collector format (written to `FILE.tmp`, renamed).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::state::{is_live, read_dir, InstanceState};
+use crate::stats::unix_now;
+
+/// A backlog with no delivery for this long is stuck.
+pub const STUCK_SECS: u64 = 300;
+
+/// One destination to report on.
+pub struct Target {
+    pub name: String,
+    pub config: Config,
+}
+
+/// What `status` found for one destination.
+#[derive(Debug, Default, Clone)]
+pub struct DestinationStatus {
+    pub name: String,
+    pub kind: String,
+    pub totals: InstanceState,
+    pub running: usize,
+    pub exited: usize,
+    pub journal_lines: u64,
+    pub journal_files: usize,
+    /// From impstats: (queue size, disk-assisted part); `None` without impstats data.
+    pub queue: Option<(u64, u64)>,
+    pub failing: bool,
+    pub stuck: bool,
+}
+
+impl DestinationStatus {
+    pub fn backlog(&self) -> u64 {
+        self.journal_lines + self.queue.map_or(0, |(q, d)| q + d)
+    }
+}
+
+/// Gathers the status of `targets`; `impstats` is rsyslog's impstats file (if any).
+pub fn gather(targets: &[Target], impstats: Option<&Path>) -> Vec<DestinationStatus> {
+    let queues = impstats.map(read_impstats).unwrap_or_default();
+    targets.iter().map(|t| one(t, &queues)).collect()
+}
+
+fn one(t: &Target, queues: &BTreeMap<String, serde_json::Value>) -> DestinationStatus {
+    let mut s = DestinationStatus { name: t.name.clone(), kind: t.config.kind().to_string(), ..Default::default() };
+    let mut live_failing = false;
+    let mut latest_error: Option<(u64, bool)> = None; // (time, cleared by that instance)
+    if let Some(dir) = t.config.state_dir() {
+        for (_, st) in read_dir(&dir) {
+            if is_live(&st) {
+                s.running += 1;
+                live_failing |= st.last_error_at.is_some() && st.error_cleared_at.is_none();
+            } else {
+                s.exited += 1;
+            }
+            if let Some(at) = st.last_error_at {
+                if latest_error.map_or(true, |(t, _)| at >= t) {
+                    latest_error = Some((at, st.error_cleared_at.is_some()));
+                }
+            }
+            s.totals.add(&st);
+        }
+    }
+    s.totals.destination = t.name.clone();
+    let last_delivery = s.totals.last_delivery_at.unwrap_or(0);
+    let dead_failing = latest_error.is_some_and(|(at, cleared)| !cleared && at > last_delivery);
+    s.failing = live_failing || dead_failing;
+    if t.config.journal.enabled {
+        let (lines, files) = journal_backlog(&t.config.journal_dir());
+        s.journal_lines = lines;
+        s.journal_files = files;
+    }
+    let action = crate::broker::render::action_of(&t.name);
+    let size = |name: String| queues.get(&name).and_then(|v| v.get("size")).and_then(|x| x.as_u64());
+    if let Some(q) = size(format!("{action} queue")) {
+        s.queue = Some((q, size(format!("{action} queue[DA]")).unwrap_or(0)));
+    }
+    let quiet = unix_now().saturating_sub(s.totals.last_delivery_at.unwrap_or(s.totals.updated));
+    s.stuck = s.failing || (s.backlog() > 0 && quiet > STUCK_SECS);
+    s
+}
+
+/// Undelivered lines in the journals of a directory, and the number of journal files.
+pub fn journal_backlog(dir: &Path) -> (u64, usize) {
+    let mut lines = 0;
+    let mut files = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().extension().and_then(|x| x.to_str()) == Some("jnl") {
+                files += 1;
+                if let Ok(data) = std::fs::read(e.path()) {
+                    lines += crate::journal::journal_lines(data).iter().filter(|&&b| b == b'\n').count() as u64;
+                }
+            }
+        }
+    }
+    (lines, files)
+}
+
+/// The last impstats record of each object (by `name`), from the file's last 1 MiB.
+fn read_impstats(path: &Path) -> BTreeMap<String, serde_json::Value> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = BTreeMap::new();
+    let Ok(mut f) = std::fs::File::open(path) else { return out };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(1 << 20)));
+    let mut text = String::new();
+    let _ = f.take(1 << 20).read_to_string(&mut text);
+    for line in text.lines() {
+        let Some(start) = line.find('{') else { continue };
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line[start..]) {
+            if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
+                out.insert(name.to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+/// `2026-12-02T15:01:02Z`.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (y, m, d) = crate::time::civil_from_days(days);
+    let r = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", r / 3600, r / 60 % 60, r % 60)
+}
+
+/// The human report.
+pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
+    let mut o = String::new();
+    for s in all {
+        let state = if s.failing {
+            "FAILING"
+        } else if s.stuck {
+            "STUCK"
+        } else if s.backlog() > 0 {
+            "delivering (backlog)"
+        } else {
+            "ok"
+        };
+        let t = &s.totals;
+        let _ = writeln!(o, "destination {} ({}): {state}", s.name, s.kind);
+        let _ = writeln!(
+            o,
+            "  events: in {}, delivered {}, dead-lettered {}, retried {}, parse errors {}, filtered {} ({} instances: {} running, {} exited)",
+            t.lines_in, t.delivered, t.dead_lettered, t.retries, t.parse_errors, t.filtered, s.running + s.exited, s.running, s.exited
+        );
+        let queue = match s.queue {
+            Some((q, d)) => format!("rsyslog queue {q} (on disk {d})"),
+            None => "rsyslog queue unknown (no impstats record)".into(),
+        };
+        let _ = writeln!(o, "  backlog: {}: {queue}, journals {} undelivered lines in {} files", s.backlog(), s.journal_lines, s.journal_files);
+        match (&t.last_error, t.last_error_at) {
+            (Some(e), Some(at)) => {
+                let cleared = if s.failing {
+                    "not cleared".to_string()
+                } else {
+                    format!("cleared by {}", utc(t.error_cleared_at.or(t.last_delivery_at).unwrap_or(at)))
+                };
+                let _ = writeln!(o, "  last error: {} at {}, {cleared}", e, utc(at));
+            }
+            _ => {
+                let _ = writeln!(o, "  last error: none");
+            }
+        }
+        if let Some(at) = t.last_delivery_at {
+            let _ = writeln!(o, "  last delivery: {}", utc(at));
+        }
+    }
+    if let Some(p) = impstats {
+        match std::fs::metadata(p).and_then(|m| m.modified()) {
+            Ok(m) => {
+                let age = m.elapsed().map_or(0, |d| d.as_secs());
+                let _ = writeln!(o, "rsyslog impstats: {} (last written {age} s ago)", p.display());
+            }
+            Err(_) => {
+                let _ = writeln!(o, "rsyslog impstats: {} not found (is rsyslog running the applied configuration?)", p.display());
+            }
+        }
+    }
+    let bad: Vec<&str> = all.iter().filter(|s| s.stuck).map(|s| s.name.as_str()).collect();
+    if bad.is_empty() {
+        let _ = writeln!(o, "status: ok ({} destinations)", all.len());
+    } else {
+        let _ = writeln!(o, "status: {} of {} destinations failing or stuck: {}", bad.len(), all.len(), bad.join(", "));
+    }
+    o
+}
+
+/// The Prometheus text exposition (node_exporter textfile collector).
+pub fn prometheus(all: &[DestinationStatus]) -> String {
+    type Get = fn(&DestinationStatus) -> Option<u64>;
+    let metrics: &[(&str, &str, &str, Get)] = &[
+        ("qab_lines_in_total", "counter", "Lines received by the destination's programs", |s| Some(s.totals.lines_in)),
+        ("qab_events_delivered_total", "counter", "Events the destination accepted", |s| Some(s.totals.delivered)),
+        ("qab_events_dead_lettered_total", "counter", "Events written to the dead-letter file", |s| Some(s.totals.dead_lettered)),
+        ("qab_delivery_retries_total", "counter", "Failed delivery attempts that were retried", |s| Some(s.totals.retries)),
+        ("qab_parse_errors_total", "counter", "Lines that were not Qumulo audit events", |s| Some(s.totals.parse_errors)),
+        ("qab_events_filtered_total", "counter", "Events dropped by [filter]", |s| Some(s.totals.filtered)),
+        ("qab_journal_undelivered_lines", "gauge", "Accepted lines not yet delivered, in the journals", |s| Some(s.journal_lines)),
+        ("qab_rsyslog_queue_size", "gauge", "Messages in the destination's rsyslog action queue", |s| s.queue.map(|q| q.0)),
+        ("qab_rsyslog_queue_disk_size", "gauge", "Messages in the disk part of that queue", |s| s.queue.map(|q| q.1)),
+        ("qab_destination_failing", "gauge", "1 while deliveries fail", |s| Some(s.failing as u64)),
+        ("qab_destination_stuck", "gauge", "1 when failing or a backlog has not moved for 300 s", |s| Some(s.stuck as u64)),
+        ("qab_instances_running", "gauge", "Running programs of the destination", |s| Some(s.running as u64)),
+        ("qab_last_error_timestamp_seconds", "gauge", "Time of the last delivery error", |s| s.totals.last_error_at),
+        ("qab_last_delivery_timestamp_seconds", "gauge", "Time of the last delivery", |s| s.totals.last_delivery_at),
+    ];
+    let mut o = String::new();
+    for (name, kind, help, get) in metrics {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in all {
+            if let Some(v) = get(s) {
+                let _ = writeln!(o, "{name}{{destination=\"{}\"}} {v}", s.name);
+            }
+        }
+    }
+    o
+}
+
+/// Writes `text` to `path` atomically (the collector never reads half a file).
+pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

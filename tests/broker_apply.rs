@@ -1,0 +1,491 @@
+//! The operator's path of issue 12, on the installed layout, unprivileged: the package's files
+//! (the files `Cargo.toml`'s deb assets install: `/etc/rsyslog.d/10-qumulo-audit-broker.conf`,
+//! `/usr/share/qumulo-audit-broker/rsyslog/qumulo-audit-broker.conf`, the shipped
+//! `/etc/qumulo-audit-broker/rsyslog.d/*`, `broker.toml`, the binary in `/usr/libexec/rsyslog/`)
+//! copied under a temp root with their absolute paths prefixed by it (as tests/packaging.sh
+//! relocates the unpacked .deb), a main rsyslog.conf that already loads imtcp (so `apply` must not
+//! load it again), and a real rsyslogd on loopback ports.
+//!
+//! Then only broker.toml is edited: two clusters (one on its own port, one on a shared port
+//! chosen by the sending address 127.0.0.2) and two destinations (an ECS file and Splunk HEC
+//! against a real HTTP receiver checking the token). `apply --dry-run` changes nothing, `apply`
+//! swaps the drop-ins in, events are sent, and `status` (text and Prometheus file, read here
+//! independently) must count them; the HEC receiver stops: status reports FAILING, a backlog
+//! and the error, exit 1; it comes back: the backlog drains, every event arrives, status is
+//! clean (exit 0). Finally a broken broker.toml is refused by `apply` (exit 2, line named), the
+//! drop-ins stay byte-identical, and rsyslogd restarted on them keeps delivering.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::http::MockHttp;
+use support::sender::{self, Shape, Tally};
+use support::{free_port, try_wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
+const TOP: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The package's absolute paths that get the root prefix (tests/packaging.sh `relocate`).
+const PREFIXES: &[&str] = &[
+    "/etc/qumulo-audit-broker/",
+    "/usr/share/qumulo-audit-broker/",
+    "/usr/libexec/rsyslog/",
+    "/var/spool/qumulo-audit-broker",
+    "/var/lib/qumulo-audit-broker/",
+    "/var/log/qumulo-audit-broker",
+];
+
+struct Layout {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        let dir = tempfile::Builder::new().prefix("qab-layout-").tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let l = Layout { _dir: dir, root };
+        l.install("packaging/rsyslog/10-qumulo-audit-broker.conf", "etc/rsyslog.d/10-qumulo-audit-broker.conf");
+        l.install("packaging/rsyslog/qumulo-audit-broker.conf", "usr/share/qumulo-audit-broker/rsyslog/qumulo-audit-broker.conf");
+        l.install("packaging/etc/broker.toml", "etc/qumulo-audit-broker/broker.toml");
+        for e in std::fs::read_dir(Path::new(TOP).join("rsyslog.d")).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            l.install(&format!("rsyslog.d/{name}"), &format!("etc/qumulo-audit-broker/rsyslog.d/{name}"));
+        }
+        let bin = l.path("usr/libexec/rsyslog/qumulo-audit-broker");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::copy(BIN, &bin).unwrap();
+        // What the package's setup-dirs creates.
+        for d in ["var/spool/qumulo-audit-broker/queue", "var/spool/qumulo-audit-broker/journal", "var/lib/qumulo-audit-broker/dead-letter", "var/log/qumulo-audit-broker", "work"] {
+            std::fs::create_dir_all(l.path(d)).unwrap();
+        }
+        // The host's rsyslog.conf: loads imtcp itself, includes /etc/rsyslog.d.
+        let r = l.root.display();
+        std::fs::write(
+            l.path("etc/rsyslog.conf"),
+            format!(
+                "global(workDirectory=\"{r}/work\" processInternalMessages=\"on\")\nmodule(load=\"imtcp\")\n\
+                 if $inputname == \"rsyslogd\" then {{\n  action(type=\"omfile\" file=\"{r}/work/internal.log\")\n  stop\n}}\n\
+                 include(file=\"{r}/etc/rsyslog.d/*.conf\")\n"
+            ),
+        )
+        .unwrap();
+        l
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Copies a shipped file into the layout, its package paths relocated.
+    fn install(&self, from: &str, to: &str) {
+        let mut text = std::fs::read_to_string(Path::new(TOP).join(from)).unwrap();
+        for p in PREFIXES {
+            text = text.replace(p, &format!("{}{p}", self.root.display()));
+        }
+        let to = self.path(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, text).unwrap();
+    }
+
+    fn broker_toml(&self) -> PathBuf {
+        self.path("etc/qumulo-audit-broker/broker.toml")
+    }
+
+    fn rsyslog_dir(&self) -> PathBuf {
+        self.path("etc/qumulo-audit-broker/rsyslog.d")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        // status and test-event read what runs, the applied copy (their default in the
+        // installed layout), apply and check the edited file.
+        let config = match args[0] {
+            "status" | "test-event" => self.rsyslog_dir().join("applied-broker.toml"),
+            _ => self.broker_toml(),
+        };
+        cmd.args(args).arg("--config").arg(config).env("QAB_LOG", "warn");
+        if args[0] == "apply" {
+            cmd.arg("--rsyslog-dir").arg(self.rsyslog_dir());
+            cmd.arg("--rsyslog-conf").arg(self.path("etc/rsyslog.conf"));
+            cmd.arg("--template-conf").arg(self.path("usr/share/qumulo-audit-broker/rsyslog/qumulo-audit-broker.conf"));
+        }
+        cmd.output().unwrap()
+    }
+
+    fn apply(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["apply"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    fn status(&self) -> Status {
+        let prom = self.path("work/qab.prom");
+        let out = self.run(&["status", "--prometheus", prom.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        Status { code: out.status.code().unwrap_or(-1), prom: parse_prom(&std::fs::read_to_string(&prom).unwrap_or_default()), text }
+    }
+
+    fn drop_ins(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(self.rsyslog_dir()).unwrap().flatten() {
+            m.insert(e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap());
+        }
+        m
+    }
+
+    fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        for f in ["work/internal.log", "work/rsyslogd.out", "var/log/qumulo-audit-broker/splunk.log", "var/log/qumulo-audit-broker/local.log"] {
+            s.push_str(&format!("---- {f}\n{}\n", std::fs::read_to_string(self.path(f)).unwrap_or_default()));
+        }
+        s
+    }
+}
+
+struct Status {
+    code: i32,
+    text: String,
+    /// `metric{destination="x"}` -> value, from the Prometheus textfile.
+    prom: BTreeMap<String, u64>,
+}
+
+impl Status {
+    fn metric(&self, name: &str, dest: &str) -> Option<u64> {
+        self.prom.get(&format!("{name}{{destination=\"{dest}\"}}")).copied()
+    }
+    fn state_of(&self, dest: &str) -> String {
+        let prefix = format!("destination {dest} (");
+        self.text.lines().find(|l| l.starts_with(&prefix)).and_then(|l| l.split_once("): ")).map(|(_, s)| s.to_string()).unwrap_or_default()
+    }
+}
+
+fn parse_prom(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
+        .collect()
+}
+
+struct Rsyslogd {
+    child: Child,
+}
+
+impl Rsyslogd {
+    fn start(l: &Layout, ports: &[u16]) -> Rsyslogd {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(l.path("work/rsyslogd.out")).unwrap();
+        let child = Command::new(std::env::var("RSYSLOGD").unwrap_or_else(|_| "rsyslogd".into()))
+            .args(["-n", "-C", "-f"])
+            .arg(l.path("etc/rsyslog.conf"))
+            .arg("-i")
+            .arg(l.path("work/rsyslogd.pid"))
+            .current_dir(l.path("work"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env_remove("NOTIFY_SOCKET")
+            .spawn()
+            .expect("run rsyslogd");
+        let r = Rsyslogd { child };
+        for &p in ports {
+            until(Duration::from_secs(15), &format!("rsyslogd listening on port {p}"), || l.diagnostics(), || TcpStream::connect(("127.0.0.1", p)).ok().map(|_| ()));
+        }
+        r
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let done = try_wait_for(Duration::from_secs(30), || self.child.try_wait().unwrap());
+        assert!(done.is_some(), "rsyslogd stops on SIGTERM");
+    }
+}
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 250 ms until it gives `Some`; panics after `timeout` with `context()`.
+fn until<T>(timeout: Duration, what: &str, context: impl FnOnce() -> String, mut cond: impl FnMut() -> Option<T>) -> T {
+    match try_wait_for(timeout, || {
+        let v = cond();
+        if v.is_none() {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        v
+    }) {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}\n{}", context()),
+    }
+}
+
+/// Sends framed Qumulo lines to `port` from source address `from` (a 127.x address).
+fn send_from(from: Ipv4Addr, port: u16, lines: &[String]) {
+    // SAFETY: plain socket/bind calls on a fresh fd; ownership goes to TcpStream.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let addr = libc::sockaddr_in { sin_family: libc::AF_INET as u16, sin_port: 0, sin_addr: libc::in_addr { s_addr: u32::from(from).to_be() }, sin_zero: [0; 8] };
+    let rc = unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32) };
+    assert_eq!(rc, 0, "bind {from}: {}", std::io::Error::last_os_error());
+    let to = libc::sockaddr_in { sin_family: libc::AF_INET as u16, sin_port: port.to_be(), sin_addr: libc::in_addr { s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be() }, sin_zero: [0; 8] };
+    let rc = unsafe { libc::connect(fd, &to as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32) };
+    assert_eq!(rc, 0, "connect to {port}: {}", std::io::Error::last_os_error());
+    let mut s = unsafe { TcpStream::from_raw_fd(fd) };
+    for l in lines {
+        s.write_all(format!("{l}\n").as_bytes()).unwrap();
+    }
+    s.flush().unwrap();
+    let _ = SocketAddrV4::new(from, 0);
+}
+
+/// (event number, cluster) of every record in an ECS or JSON file destination, read
+/// independently (test events left out).
+fn file_events(path: &Path) -> Vec<(u64, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.contains("/qumulo-audit-broker/test-event-"))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            let n = sender::event_number(l).unwrap_or_else(|| panic!("no event number: {l}"));
+            (n, v["qumulo"]["cluster"].as_str().or(v["observer"]["name"].as_str()).unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn operator_path_broker_toml_apply_status() {
+    let l = Layout::new();
+    let (own, shared) = (free_port(), free_port());
+    let hec = MockHttp::start_with_hec_token("hec-secret-42");
+    let r = l.root.display().to_string();
+    std::fs::write(l.path("etc/qumulo-audit-broker/hec.token"), "hec-secret-42\n").unwrap();
+    std::fs::set_permissions(l.path("etc/qumulo-audit-broker/hec.token"), std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // Edit broker.toml only: the layout's own paths (already relocated, uncommented here), then
+    // two clusters and two destinations.
+    let shipped = std::fs::read_to_string(l.broker_toml()).unwrap();
+    let mut toml = shipped
+        .replace("# spool_dir = \"", "spool_dir = \"")
+        .replace("# log_dir = \"", "log_dir = \"")
+        .replace("# binary = \"", "binary = \"")
+        .replace("# listen_address = \"0.0.0.0\"", "listen_address = \"127.0.0.1\"")
+        .replace("# impstats_interval_secs = 10", "impstats_interval_secs = 1");
+    toml.push_str(&format!(
+        r#"
+[[cluster]]
+name = "prod"
+port = {own}
+
+[[cluster]]
+name = "archive"
+port = {shared}
+nodes = ["127.0.0.2"]
+
+[[destination]]
+name = "local"
+type = "file"
+format = "ecs"
+path = "{r}/var/log/qumulo-audit-broker/local.ndjson"
+
+[[destination]]
+name = "splunk"
+type = "http"
+preset = "splunk-hec"
+url = "{url}"
+token_file = "{r}/etc/qumulo-audit-broker/hec.token"
+
+[destination.retry]
+initial_backoff_ms = 100
+max_elapsed_secs = 3
+"#,
+        url = hec.hec_url()
+    ));
+    std::fs::write(l.broker_toml(), &toml).unwrap();
+    std::fs::set_permissions(l.broker_toml(), std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // --dry-run: a diff, validated, nothing changed.
+    let before = l.drop_ins();
+    let (code, out) = l.apply(&["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("--- 20-destinations.conf (added)") && out.contains("+ruleset(name=\"qab_dest_splunk\")"), "{out}");
+    assert!(out.contains("--- 20-dest-file.conf (changed)") && out.contains("+# Placeholder"), "the shipped hand-written default becomes a placeholder: {out}");
+    assert_eq!(l.drop_ins(), before, "--dry-run changed nothing");
+
+    let (code, out) = l.apply(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("hand-written drop-ins no longer active"), "{out}");
+    let snapshot = l.rsyslog_dir().join("applied-broker.toml");
+    assert_eq!(std::fs::read_to_string(&snapshot).unwrap(), toml, "the programs read the applied copy");
+    assert_eq!(std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777, 0o640, "it names secret files: broker.toml's mode");
+    let files = l.drop_ins();
+    assert!(files.contains_key("21-dest-splunk-hec.conf.example"), "examples are kept: {:?}", files.keys());
+    let placeholder = &files["20-dest-file.conf"];
+    assert!(placeholder.lines().all(|l| l.starts_with('#')), "kept as an inert placeholder (a package upgrade cannot re-create it): {placeholder}");
+    let modules = &files["10-modules.conf"];
+    assert!(modules.contains("# imtcp: already loaded") && !modules.contains("module(load=\"imtcp\""), "{modules}");
+    let (code, out) = l.apply(&[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to change"), "apply is idempotent: {out}");
+
+    let rs = Rsyslogd::start(&l, &[own, shared]);
+    let internal = std::fs::read_to_string(l.path("work/internal.log")).unwrap_or_default();
+    assert!(!internal.to_ascii_lowercase().contains("error"), "rsyslogd started without errors:\n{internal}");
+
+    // 40 events on the own port (cluster prod), 30 on the shared port from 127.0.0.2 (archive).
+    sender::send_lines_to_port(own, sender::qumulo_lines(Shape::Csv, 0..40));
+    send_from(Ipv4Addr::new(127, 0, 0, 2), shared, &sender::qumulo_lines(Shape::Json, 40..70));
+    let local = l.path("var/log/qumulo-audit-broker/local.ndjson");
+    let shipped_file = l.path("var/log/qumulo-audit-broker/events.ndjson");
+    until(Duration::from_secs(30), "70 events in each destination", || format!("hec: {}\n{}", hec.summary(), l.diagnostics()), || {
+        (file_events(&local).len() >= 70 && hec.hec_events().len() >= 70 && file_events(&shipped_file).len() >= 70).then_some(())
+    });
+    let got = file_events(&local);
+    Tally::of(got.iter().map(|(n, _)| format!("file-{n}.txt"))).assert_exactly_once(0..70);
+    for (n, cluster) in &got {
+        assert_eq!(cluster, if *n < 40 { "prod" } else { "archive" }, "event {n}: the port / the sending address names the cluster");
+    }
+    let hec_records: Vec<String> = hec.hec_events().iter().map(|e| e.to_string()).collect();
+    Tally::of(&hec_records).assert_exactly_once(0..70);
+
+    let st = until(Duration::from_secs(20), "status counts 70 delivered for splunk and local", || l.diagnostics(), || {
+        let s = l.status();
+        (s.metric("qab_events_delivered_total", "splunk") == Some(70) && s.metric("qab_events_delivered_total", "local") == Some(70) && s.metric("qab_rsyslog_queue_size", "splunk") == Some(0))
+            .then_some(s)
+    });
+    assert_eq!(st.code, 0, "{}", st.text);
+    assert_eq!(st.metric("qab_lines_in_total", "splunk"), Some(70), "{}", st.text);
+    assert_eq!(st.metric("qab_events_delivered_total", "file"), Some(70), "{}", st.text);
+    assert_eq!(st.metric("qab_destination_failing", "splunk"), Some(0));
+    assert!(st.text.contains("delivered 70") && st.state_of("splunk") == "ok", "{}", st.text);
+
+    // The test event reaches both clusters' rulesets and every destination.
+    let out = l.run(&["test-event", "prod", "--wait-secs", "20"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for d in ["file", "local", "splunk"] {
+        assert!(text.contains(&format!("destination {d}: delivered")), "{text}");
+    }
+    until(Duration::from_secs(10), "the test event in the HEC receiver", || hec.summary(), || {
+        hec.hec_events().iter().any(|e| e["event"]["cluster"] == "prod" && e.to_string().contains("/qumulo-audit-broker/test-event-")).then_some(())
+    });
+
+    // The HEC receiver stops: status reports the error and a backlog, exit 1.
+    hec.refuse_connections();
+    sender::send_lines_to_port(own, sender::qumulo_lines(Shape::Csv, 70..100));
+    let st = until(Duration::from_secs(30), "status: splunk FAILING with a backlog", || l.diagnostics(), || {
+        let s = l.status();
+        (s.state_of("splunk") == "FAILING" && s.metric("qab_rsyslog_queue_size", "splunk").unwrap_or(0) + s.metric("qab_journal_undelivered_lines", "splunk").unwrap_or(0) > 0).then_some(s)
+    });
+    assert_eq!(st.code, 1, "{}", st.text);
+    assert!(st.text.contains("not cleared") && st.text.contains("127.0.0.1"), "the error names the destination: {}", st.text);
+    assert_eq!(st.state_of("local"), "ok", "the other destination is not held back: {}", st.text);
+    until(Duration::from_secs(20), "the file destination has all 100", || l.diagnostics(), || (file_events(&local).len() >= 100).then_some(()));
+
+    // It comes back: the backlog drains, every event arrives, status turns clean.
+    hec.listen_again();
+    let st = until(Duration::from_secs(120), "status clean again", || format!("{}\n{}", l.status().text, l.diagnostics()), || {
+        let s = l.status();
+        (s.code == 0 && s.metric("qab_rsyslog_queue_size", "splunk") == Some(0) && s.metric("qab_journal_undelivered_lines", "splunk") == Some(0)).then_some(s)
+    });
+    assert!(st.text.contains("cleared by"), "{}", st.text);
+    assert!(st.metric("qab_delivery_retries_total", "splunk").unwrap() > 0, "{}", st.text);
+    let hec_records: Vec<String> = hec.hec_events().iter().map(|e| e.to_string()).collect();
+    Tally::of(&hec_records).assert_at_least_once(0..100);
+    let log = std::fs::read_to_string(l.path("var/log/qumulo-audit-broker/splunk.log")).unwrap();
+    assert!(log.contains("delivery failing") && log.contains("delivery recovered"), "{log}");
+
+    // A broken broker.toml is refused; the drop-ins stay; rsyslogd restarted on them delivers.
+    let good = l.drop_ins();
+    std::fs::write(l.broker_toml(), toml.replace("max_elapsed_secs = 3", "max_elapsed_secs = \"3\"")).unwrap();
+    let (code, out) = l.apply(&[]);
+    assert_eq!(code, 2, "{out}");
+    let line = toml.lines().position(|x| x == "max_elapsed_secs = 3").unwrap() + 1;
+    assert!(out.contains(&format!("line {line}:")) && out.contains("nothing changed"), "{out}");
+    assert_eq!(l.drop_ins(), good, "a broken broker.toml changed nothing");
+    // The programs read the applied copy: rsyslogd restarted (so every program is restarted and
+    // reads its configuration again) delivers with the broken broker.toml in place.
+    rs.stop();
+    let _rs = Rsyslogd::start(&l, &[own, shared]);
+    send_from(Ipv4Addr::new(127, 0, 0, 2), shared, &sender::qumulo_lines(Shape::Csv, 100..110));
+    until(Duration::from_secs(60), "110 events in both destinations after the refused apply", || format!("{}\n{}", hec.summary(), l.diagnostics()), || {
+        (file_events(&local).len() >= 110 && hec.hec_events().len() >= 110).then_some(())
+    });
+    let hec_records: Vec<String> = hec.hec_events().iter().map(|e| e.to_string()).collect();
+    Tally::of(&hec_records).assert_at_least_once(0..110);
+    // Counters summed over the exited instances (first rsyslogd) and the running ones: 110
+    // events and the test event.
+    let st = until(Duration::from_secs(20), "status: 111 delivered to local and file over both runs", || l.status().text, || {
+        let s = l.status();
+        (s.metric("qab_events_delivered_total", "local") == Some(111) && s.metric("qab_events_delivered_total", "file") == Some(111)).then_some(s)
+    });
+    assert_eq!(st.metric("qab_lines_in_total", "local"), Some(111), "{}", st.text);
+    assert!(st.metric("qab_events_delivered_total", "splunk").unwrap() >= 111, "{}", st.text);
+    assert!(st.text.contains("exited)") && !st.text.contains(" 0 exited)"), "exited instances are counted: {}", st.text);
+    for d in ["local", "splunk", "file"] {
+        let log = std::fs::read_to_string(l.path(&format!("var/log/qumulo-audit-broker/{d}.log"))).unwrap();
+        eprintln!("---- {d}.log\n{log}");
+        assert!(!log.contains("delivered 0 lines") && !log.contains("unacknowledged"), "a clean stop logs as clean: {log}");
+    }
+}
+
+/// `check --connect` on broker.toml proves a Splunk token for real (a wrong one fails, though
+/// HEC's health endpoint would accept it), indexes nothing, and warns about a secret over http.
+#[test]
+fn check_connect_proves_the_hec_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hec = MockHttp::start_with_hec_token("right-token");
+    let toml = d.join("broker.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[[destination]]\nname = \"splunk\"\ntype = \"http\"\npreset = \"splunk-hec\"\nurl = \"{}\"\ntoken_file = \"{}\"\n[destination.journal]\ndir = \"{}\"\n",
+            hec.hec_url(),
+            d.join("hec.token").display(),
+            d.join("journal").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let check = |token: &str| {
+        std::fs::write(d.join("hec.token"), token).unwrap();
+        std::fs::set_permissions(d.join("hec.token"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let out = Command::new(BIN).args(["check", "--connect", "--config"]).arg(&toml).env("QAB_LOG", "warn").output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, out) = check("right-token\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("accepted the token") && out.contains("WARNING: the secret") && out.contains("plain http"), "{out}");
+    let (code, out) = check("wrong-token\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused the token (HTTP 403"), "{out}");
+    assert!(hec.hec_events().is_empty(), "the probe indexed nothing");
+    assert!(hec.requests().iter().all(|r| r.path.contains("/services/collector/event")), "the event endpoint was asked, not health");
+}
+
+/// `check` tells the two kinds of file apart: a destination TOML with a `[cluster]` table is not
+/// a broker.toml; the shipped broker.toml is checked destination by destination.
+#[test]
+fn check_reads_both_layouts() {
+    let l = Layout::new();
+    l.install("packaging/etc/file.toml", "etc/qumulo-audit-broker/file.toml");
+    let out = Command::new(BIN).args(["check", "--config"]).arg(l.path("etc/qumulo-audit-broker/file.toml")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("configuration is valid (type = file"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).args(["check", "--config"]).arg(l.broker_toml()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("0 cluster(s), 1 destination(s)") && text.contains("destination \"file\": configuration is valid"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}
