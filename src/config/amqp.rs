@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::destination::{Destination, DestinationTable};
 use super::{read_secret, warn_if_world_readable, ConfigError};
 use crate::format::Format;
-use crate::sink::amqp::route::RoutingKey;
+use crate::sink::route::RoutingKey;
 
 /// `[destination] heartbeat_secs` (0 turns heartbeats off).
 pub const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;

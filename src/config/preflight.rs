@@ -34,6 +34,7 @@ pub fn check(cfg: &Config) -> Result<Preflight, ConfigError> {
         Destination::Http(d) => check_http(cfg, d).map_err(|(key, e)| at(key, e))?,
         Destination::Syslog(_) => {}
         Destination::Amqp(d) => super::amqp::preflight(&cfg.source_path, d).map_err(|(key, e)| at(&key, e))?,
+        Destination::Kafka(d) => super::kafka::preflight(&cfg.source_path, d).map_err(|(key, e)| at(&key, e))?,
     }
     if let Some(p) = &cfg.dead_letter.path {
         appendable(p, "dead_letter.path", &mut pf).map_err(|m| {

@@ -54,6 +54,7 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
         Destination::Http(d) => validate_http(d)?,
         Destination::Syslog(d) => validate_syslog(d)?,
         Destination::Amqp(d) => super::amqp::validate(d)?,
+        Destination::Kafka(d) => super::kafka::validate(d)?,
     }
     let b = &cfg.batch;
     within("batch", "max_events", b.max_events, &BATCH_MAX_EVENTS)?;

@@ -11,12 +11,15 @@
 //!   rsyslogd receiver writing to a file.
 //! - [`omprog_driver`]: drives a program exactly as rsyslog's omprog does and checks its replies.
 //! - [`rabbitmq`]: a real RabbitMQ node in a temp dir, and an independent AMQP reader.
+//! - [`kafka`]: a real Kafka-protocol broker (`tansu`) on a loopback port, and an independent
+//!   reader (Python `kafka-python`).
 //! - [`scenario`]: building blocks of the zero-loss scenarios (shipped omprog action, paced
 //!   sender, omprog children to SIGKILL, program starts, impstats queue figures, result lines).
 #![allow(dead_code)]
 
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod omprog_driver;
 pub mod rabbitmq;
 pub mod rsyslog;
