@@ -14,36 +14,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use support::kafka::{read_all, Rec, Tansu};
-use support::omprog_driver::{OmprogDriver, Reply};
+use support::brokers::{envelope, envelope_with, finish, start, stat, uuid, BIN, EVENT_TIME};
+use support::omprog_driver::Reply;
 use support::scenario::{dead_letters, write_config};
-use support::sender::{self, event_number, Shape};
-
-const BIN: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
-const T: Duration = Duration::from_secs(60);
-/// `2026-06-06T14:52:28Z`, the envelope's (and the CSV body's) time.
-const EVENT_TIME: i64 = 1_780_757_548;
-
-fn uuid(n: u64) -> String {
-    format!("5eed{n:028x}")
-}
-
-/// Event `n` of `cluster` as the envelope template renders it; even `n` CSV, odd `n` JSON body.
-fn envelope_with(cluster: &str, n: u64, body: &str) -> String {
-    let msg = format!(" {body}");
-    format!(
-        r#"{{"v":1,"cluster":"{cluster}","fromhost_ip":"127.0.0.1","hostname":"q-node-1","time":"2026-06-06T14:52:28+00:00","uuid":"{}","msg":{}}}"#,
-        uuid(n),
-        serde_json::to_string(&msg).unwrap()
-    )
-}
-
-fn envelope(cluster: &str, n: u64) -> String {
-    let shape = if n % 2 == 0 { Shape::Csv } else { Shape::Json };
-    envelope_with(cluster, n, &sender::body(shape, n))
-}
+use support::sender::event_number;
 
 fn config(dir: &Path, name: &str, broker: &str, body: &str) -> PathBuf {
     let text = format!(
@@ -55,19 +31,6 @@ fn config(dir: &Path, name: &str, broker: &str, body: &str) -> PathBuf {
     write_config(&dir.join(format!("{name}.toml")), &text)
 }
 
-fn start(cfg: &Path) -> OmprogDriver {
-    let mut p = OmprogDriver::start(BIN, &["omprog".as_ref(), "--config".as_ref(), cfg.as_os_str()]);
-    p.set_confirm_timeout(T);
-    p
-}
-
-/// Closes stdin, waits for the exit, returns stderr (the stats line is its last line).
-fn finish(mut p: OmprogDriver) -> String {
-    p.close_stdin();
-    assert!(p.wait_exit(T).success(), "{}", p.diagnostics());
-    p.stderr_text()
-}
-
 fn by_number(recs: &[Rec]) -> BTreeMap<u64, Vec<&Rec>> {
     let mut m: BTreeMap<u64, Vec<&Rec>> = BTreeMap::new();
     for r in recs {
@@ -75,12 +38,6 @@ fn by_number(recs: &[Rec]) -> BTreeMap<u64, Vec<&Rec>> {
         m.entry(n).or_default().push(r);
     }
     m
-}
-
-fn stat(stderr: &str, key: &str) -> u64 {
-    let line = stderr.lines().rev().find(|l| l.contains("stats: ")).unwrap_or_else(|| panic!("no stats line:\n{stderr}"));
-    let v = line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key} in {line}"));
-    v.parse().unwrap_or_else(|e| panic!("{key}={v}: {e}"))
 }
 
 #[test]
@@ -120,7 +77,7 @@ fn kafka_destination_against_a_real_broker() {
         assert_eq!(body.str_at("id"), Some(uuid(*n).as_str()), "the value's id is the event-id header");
         assert_eq!((r.header("format"), r.header("cluster")), (Some("json"), Some(want_cluster)), "event {n}: {r:?}");
         assert_eq!(r.headers.len(), 3, "{r:?}");
-        assert_eq!(r.timestamp, EVENT_TIME * 1000, "event {n}: the event's time");
+        assert_eq!(r.timestamp, EVENT_TIME as i64 * 1000, "event {n}: the event's time");
         assert!(!r.value.ends_with('\n'), "the value is the record alone");
         let p = *partition_of.entry(cluster.clone()).or_insert(r.partition);
         assert_eq!(p, r.partition, "event {n}: every {cluster} record in one partition");

@@ -31,6 +31,7 @@ use support::scenario::{
     adopted_lines, broker_children, common_toml, dead_letters, find_streaming, good_lines, log_lines_with, logged_pids,
     sigkill, wait_all, write_config, Action, Feeder, Outcome, Pace,
 };
+use support::brokers::{wait_sent, wait_stat_of_all_instances};
 use support::sender::{event_number, syslog_line, Tally};
 
 const N: u64 = 5_000;
@@ -56,14 +57,6 @@ fn kafka_config(dir: &Path, tansu: &Tansu, extra: &str) -> PathBuf {
 fn start_rsyslogd(action: &Action) -> Rsyslogd {
     let body = support::scenario::rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(action), "");
     Rsyslogd::builder(&body).tcp_ruleset("cluster_alpha").stop_timeout(Duration::from_secs(30)).start()
-}
-
-fn wait_sent(f: &Feeder, n: usize) {
-    let t0 = Instant::now();
-    while f.sent() < n && !f.is_done() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "feeder stalled at {} lines", f.sent());
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn values(tansu: &Tansu) -> Vec<String> {
@@ -211,22 +204,7 @@ fn kafka_records_too_large_are_dead_lettered_and_counted() {
     assert!(dead.iter().all(|e| e["reason"].as_str().is_some_and(|r| r.contains("too large")) && e["kind"] == "rejected"), "{:?}", dead.first());
     assert!(tally.counts.keys().all(|&n| !big(n)), "no oversized event reached the topic");
     // The last stats line of each instance (by pid), summed, counts every dead-lettered record.
-    let dead_logged = || {
-        let mut per_pid = std::collections::BTreeMap::<String, u64>::new();
-        for l in log_lines_with(&action.output, "stats: ") {
-            let pid = l.split("qumulo-audit-broker[").nth(1).and_then(|p| p.split(']').next()).unwrap_or("").to_string();
-            if let Some(v) = l.split_whitespace().find_map(|f| f.strip_prefix("dead_lettered=")?.parse::<u64>().ok()) {
-                let e = per_pid.entry(pid).or_default();
-                *e = (*e).max(v);
-            }
-        }
-        per_pid.values().sum::<u64>()
-    };
-    let t1 = Instant::now();
-    while dead_logged() < N / 10 && t1.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let counted = dead_logged();
+    let counted = wait_stat_of_all_instances(&action.output, "dead_lettered", N / 10);
     let mut out = Outcome::new("kafka-record-too-large", N, &tally, 0..N);
     out.dead_lettered = dead_numbers.len() as u64;
     let out = out.with("dead_lettered_in_stats", counted).with("message_max_bytes", 4000);

@@ -14,7 +14,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::destination::{Destination, DestinationTable};
-use super::{read_secret, warn_if_world_readable, ConfigError};
+use super::validate::{check_host_port, within};
+use super::{warn_if_world_readable, ConfigError};
 use crate::format::Format;
 use crate::sink::route::RoutingKey;
 
@@ -179,22 +180,15 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
 
 /// Bounds and syntax (no I/O): run by [`super::validate`].
 pub(super) fn validate(d: &KafkaDestination) -> Result<(), ConfigError> {
-    let within = |key: &str, v: u64, r: std::ops::RangeInclusive<u64>| {
-        if r.contains(&v) {
-            Ok(())
-        } else {
-            Err(err(key, format!("{key} = {v}: must be between {} and {}", r.start(), r.end())))
-        }
-    };
-    within("timeout_secs", d.timeout_secs, TIMEOUT_SECS)?;
-    within("linger_ms", d.linger_ms, LINGER_MS)?;
-    within("message_max_bytes", d.message_max_bytes, MESSAGE_MAX_BYTES)?;
-    within("max_unknown_topic", d.max_unknown_topic.into(), (*MAX_UNKNOWN_TOPIC.start()).into()..=(*MAX_UNKNOWN_TOPIC.end()).into())?;
+    within("destination", "timeout_secs", d.timeout_secs, &TIMEOUT_SECS)?;
+    within("destination", "linger_ms", d.linger_ms, &LINGER_MS)?;
+    within("destination", "message_max_bytes", d.message_max_bytes, &MESSAGE_MAX_BYTES)?;
+    within("destination", "max_unknown_topic", d.max_unknown_topic, &MAX_UNKNOWN_TOPIC)?;
     if d.bootstrap_servers.is_empty() {
         return Err(err("bootstrap_servers", "bootstrap_servers is empty: name at least one \"host:port\""));
     }
     for s in &d.bootstrap_servers {
-        server_ok(s).map_err(|m| err("bootstrap_servers", format!("bootstrap_servers: {s:?}: {m}")))?;
+        check_host_port(s, true).map_err(|m| err("bootstrap_servers", format!("bootstrap_servers: {s:?}: {m}")))?;
     }
     topic_ok(&d.topic).map_err(|m| err("topic", format!("topic = {:?}: {m}", d.topic)))?;
     RoutingKey::parse(&d.key).map_err(|m| err("key", format!("key = {:?}: {m}", d.key)))?;
@@ -229,26 +223,6 @@ pub(super) fn validate(d: &KafkaDestination) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `host:port`, `[v6]:port` (a port is required: Kafka has no single default).
-fn server_ok(s: &str) -> Result<(), String> {
-    let Some((host, port)) = s.rsplit_once(':') else { return Err("expected host:port".into()) };
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => return Err(format!("port {port:?} is not 1 to 65535")),
-    }
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if bare.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
-    }
-    if host.is_empty() || host.len() > 253 {
-        return Err("the host must be a host name or an address".into());
-    }
-    if let Some(c) = host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))) {
-        return Err(format!("{c:?} is not allowed in a host name (IPv6 addresses go in brackets)"));
-    }
-    Ok(())
-}
-
 /// Kafka's own rule: 1 to 249 of `[A-Za-z0-9._-]`, not `.` or `..`.
 fn topic_ok(t: &str) -> Result<(), String> {
     if t.is_empty() || t.len() > TOPIC_MAX || t == "." || t == ".." {
@@ -262,18 +236,9 @@ fn topic_ok(t: &str) -> Result<(), String> {
 
 /// What the sink reads from disk, read the same way (run by [`super::preflight::check`]).
 pub(super) fn preflight(cfg_path: &Path, d: &KafkaDestination) -> Result<(), (String, String)> {
-    let key = |k: &str| format!("destination.{k}");
-    if let Some(pf) = &d.password_file {
-        read_secret(pf).map_err(|e| (key("password_file"), format!("[destination] password_file: {e}")))?;
-        warn_if_world_readable(pf);
+    let cert_and_key = d.cert_file.as_deref().zip(d.key_file.as_deref());
+    if super::preflight::broker_files("destination", d.password_file.as_deref(), d.ca_file.as_deref(), cert_and_key)? {
         warn_if_world_readable(cfg_path);
-    }
-    if let Some(ca) = &d.ca_file {
-        crate::sink::http::load_ca_file(ca).map_err(|e| (key("ca_file"), format!("[destination] {e}")))?;
-    }
-    if let (Some(cert), Some(keyf)) = (&d.cert_file, &d.key_file) {
-        crate::sink::amqp::tls::load_client_identity(cert, keyf).map_err(|e| (key("cert_file"), format!("[destination] {e}")))?;
-        warn_if_world_readable(keyf);
     }
     Ok(())
 }
