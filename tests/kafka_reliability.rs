@@ -17,7 +17,8 @@
 //! is read, and only then is the broker stopped and the instances let go (SIGCONT). So every
 //! record a broker acknowledged before the stop is in the first read, and every event not in
 //! it must arrive in the second run. An acknowledgement lost with the stopped broker makes a
-//! duplicate, never a gap.
+//! duplicate, never a gap. The restarted broker no longer knows the producer's id (it answers
+//! `PRODUCER_FENCED`): the program replaces its producer and retries (`producers_replaced=`).
 
 mod support;
 
@@ -128,7 +129,8 @@ fn kafka_broker_stopped_for_20s_loses_nothing() {
             .with("in_first_broker_run", first_run)
             .with("sent_while_down", sent_while_down)
             .with("instances_frozen", frozen.len())
-            .with("retries_logged", log_lines_with(&action.output, "retrying in").len()),
+            .with("retries_logged", log_lines_with(&action.output, "retrying in").len())
+            .with("producers_replaced", log_lines_with(&action.output, "a new producer takes over").len()),
     );
 }
 

@@ -17,8 +17,9 @@
 //!   same record (by event id) met it `max_unknown_topic` times (default 3) dead-lettered; so a
 //!   topic created a moment late loses nothing, and a wrong topic never blocks the queue forever;
 //! * anything else (broker down, timed out, not leader, purged): retried with backoff by the
-//!   delivery stage. A fatal producer error (idempotence state lost) drops the producer; the
-//!   next attempt creates a new one.
+//!   delivery stage. A fatal producer error, or an error saying the cluster lost or refuses this
+//!   producer's id and sequence state ([`needs_new_producer`]: a broker that restarted without its
+//!   data answers `PRODUCER_FENCED`), drops the producer; the next attempt creates a new one.
 //!
 //! Delivery is at-least-once: a record whose acknowledgement was lost is produced again. The
 //! idempotent producer drops the duplicates of its own retries within one producer session;
@@ -106,6 +107,16 @@ pub fn classify(e: &KafkaError) -> Class {
         Some(C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition) => Class::UnknownTopic,
         _ => Class::Transient,
     }
+}
+
+/// Errors that mean the cluster lost (or refuses) this producer's id and sequence state, e.g. a
+/// broker restarted without its data: the records are retried by a new producer (new id).
+pub fn needs_new_producer(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::ProducerFenced | C::InvalidProducerEpoch | C::UnknownProducerId | C::OutOfOrderSequenceNumber | C::InvalidProducerIdMapping | C::Fatal)
+    )
 }
 
 /// Delivery reports of the current attempt, filled by librdkafka's callback during `poll`.
@@ -306,6 +317,9 @@ impl KafkaSink {
         if let Some((code, reason)) = fatal {
             log::warn!("{describe}: fatal producer error ({code:?}: {reason}); a new producer takes over");
             self.producer = None;
+        } else if let Some(e) = outcomes.iter().flatten().filter_map(|o| o.as_ref().err()).find(|e| needs_new_producer(e)) {
+            log::warn!("{describe}: the cluster no longer knows this producer's id ({e}); a new producer takes over");
+            self.producer = None;
         }
         self.account(which, &records, outcomes)
     }
@@ -389,6 +403,9 @@ mod tests {
         assert_eq!(classify(&p(RDKafkaErrorCode::MessageTimedOut)), Class::Transient);
         assert_eq!(classify(&p(RDKafkaErrorCode::PurgeInflight)), Class::Transient);
         assert_eq!(classify(&p(RDKafkaErrorCode::NotLeaderForPartition)), Class::Transient);
+        assert_eq!(classify(&p(RDKafkaErrorCode::ProducerFenced)), Class::Transient);
+        assert!(needs_new_producer(&p(RDKafkaErrorCode::ProducerFenced)) && needs_new_producer(&p(RDKafkaErrorCode::UnknownProducerId)));
+        assert!(!needs_new_producer(&p(RDKafkaErrorCode::MessageTimedOut)));
     }
 
     /// Reports of an earlier attempt, and a second report for a record, change nothing.
