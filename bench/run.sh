@@ -27,11 +27,16 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/mmnormalize.so ] && command -v apt-g
   # Debian 12 ships mmnormalize in rsyslog itself; older releases in rsyslog-mmnormalize.
   apt-get install -y -qq rsyslog-mmnormalize >/dev/null 2>&1 || echo "bench: rsyslog-mmnormalize not installed" >&2
 fi
-cargo build --release --quiet
+# QAB_BIN=path bench/run.sh ...: measure that binary (e.g. the static musl build packaging/build.sh
+# made) instead of building target/release/qumulo-audit-broker.
+if [ -z "${QAB_BIN:-}" ]; then
+  cargo build --release --quiet
+  QAB_BIN="$PWD/target/release/qumulo-audit-broker"
+fi
+export QAB_BIN
 mkdir -p bench/build
 gcc -O2 -Wall -Wextra -o bench/build/ack bench/ack.c
 gcc -O2 -Wall -Wextra -o bench/build/pingpong bench/pingpong.c
-export QAB_BIN="$PWD/target/release/qumulo-audit-broker"
 # The binary of the revision before issue 11 (bench/wiring.py BEFORE_REV), for the "before" row:
 # the wiring and the binary shipped then, in the same run. Built once into bench/build/before.
 if [ "${1:-}" = brokers ]; then export NO_BEFORE=1 BROKERS_ONLY=1; fi
