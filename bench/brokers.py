@@ -403,7 +403,8 @@ def section(B, quick, when, command):
              "shipped file for its kind, running our release binary; the broker runs on this machine too. A row is done when "
              "the destination holds every event. CPU is seconds per million events: rsyslogd and our program (every "
              "instance) as in section 2, the broker's whole process tree separately (it is not part of what we ship, but it "
-             f"shares the two cores). Binary: `{B.get('binary', '?')}`.")
+             "shares the two cores); /proc counts CPU in 10 ms ticks, so a figure is good to about "
+             f"{0.01 / B['n'] * 1e6:.1f} s per million. Binary: `{B.get('binary', '?')}`.")
     L.append("")
     rows = B.get("rows", {})
     file_row = rows.get("file")
