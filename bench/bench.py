@@ -294,8 +294,23 @@ def machine():
                 rustc=subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip())
 
 
+def bench_brokers():
+    """Section 7: the amqp and kafka destinations beside the file destination (bench/brokers.py)."""
+    import brokers
+    return brokers.bench(data_file("qcsv", N_E2E), N_E2E, E2E_ROUNDS, PY)
+
+
 def main():
     os.makedirs(RESULTS, exist_ok=True)
+    if os.environ.get("BROKERS_ONLY") == "1":  # bench/run.sh brokers: section 7 only, replaced in place
+        import brokers
+        R = dict(machine=machine(), quick=QUICK, command=os.environ.get("BENCH_COMMAND", "bench/run.sh"))
+        R["brokers"] = bench_brokers()
+        json.dump(R, open(os.path.join(RESULTS, "brokers.json"), "w"), indent=1)
+        brokers.update_md(os.path.join(ROOT, "BENCHMARKS.md"),
+                          brokers.section(R["brokers"], QUICK, R["machine"]["date"], R["command"]))
+        log("bench: section 7 of BENCHMARKS.md rewritten")
+        return
     if os.environ.get("PROFILE_ONLY") == "1":  # bench/run.sh profile: callgrind only, no files rewritten
         json.dump(bench_profile(force=True), open(os.path.join(RESULTS, "profile.json"), "w"), indent=1)
         return
@@ -309,6 +324,7 @@ def main():
     R["pingpong"] = bench_pingpong()
     import wiring
     R["wiring"] = bench_wiring(wiring)
+    R["brokers"] = bench_brokers()
     R["profile"] = bench_profile()
     R["machine"]["load_end"] = load_str()
     R["total_seconds"] = time.monotonic() - t0

@@ -329,6 +329,12 @@ def write(R, md_path=None, png_path=None):
         A("Not run (QUICK mode or no valgrind).")
         A("")
 
+    # ------------------------------------------------------------ brokers
+    if R.get("brokers"):
+        import brokers
+        A("\n".join(brokers.section(R["brokers"], R["quick"], R["machine"]["date"], R.get("command", "bench/run.sh"))))
+        A("")
+
     # ------------------------------------------------------------ analysis
     A("## Plot")
     A("")

@@ -6,6 +6,9 @@
 #   bench/run.sh            # full run (~15 min on a 2-core machine): writes BENCHMARKS.md and bench/throughput.png
 #   QUICK=1 bench/run.sh    # smoke run (~4 min), smaller inputs; writes the same files, marked QUICK
 #   bench/run.sh profile    # only the callgrind profile (instructions per event), prints, writes nothing tracked
+#   bench/run.sh brokers    # only section 7 (file vs amqp vs kafka destinations), replaced in BENCHMARKS.md
+#                           # (QUICK=1 for the smoke size); needs rabbitmq-server, tansu and kafka-python,
+#                           # a missing one is named in the section instead
 #   KEEP=1 bench/run.sh     # keep each end-to-end run's temp dir (rsyslog.conf, logs, outputs)
 #
 # Needs: cargo, gcc, python3 (stdlib only), rsyslogd (imtcp, omprog, mmnormalize); valgrind for the
@@ -24,13 +27,19 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/mmnormalize.so ] && command -v apt-g
   # Debian 12 ships mmnormalize in rsyslog itself; older releases in rsyslog-mmnormalize.
   apt-get install -y -qq rsyslog-mmnormalize >/dev/null 2>&1 || echo "bench: rsyslog-mmnormalize not installed" >&2
 fi
-cargo build --release --quiet
+# QAB_BIN=path bench/run.sh ...: measure that binary (e.g. the static musl build packaging/build.sh
+# made) instead of building target/release/qumulo-audit-broker.
+if [ -z "${QAB_BIN:-}" ]; then
+  cargo build --release --quiet
+  QAB_BIN="$PWD/target/release/qumulo-audit-broker"
+fi
+export QAB_BIN
 mkdir -p bench/build
 gcc -O2 -Wall -Wextra -o bench/build/ack bench/ack.c
 gcc -O2 -Wall -Wextra -o bench/build/pingpong bench/pingpong.c
-export QAB_BIN="$PWD/target/release/qumulo-audit-broker"
 # The binary of the revision before issue 11 (bench/wiring.py BEFORE_REV), for the "before" row:
 # the wiring and the binary shipped then, in the same run. Built once into bench/build/before.
+if [ "${1:-}" = brokers ]; then export NO_BEFORE=1 BROKERS_ONLY=1; fi
 BEFORE_REV=$(sed -n 's/^BEFORE_REV = "\(.*\)"$/\1/p' bench/wiring.py)
 if [ -z "${NO_BEFORE:-}" ] && git cat-file -e "$BEFORE_REV^{commit}" 2>/dev/null; then
   if [ ! -x bench/build/before/release/qumulo-audit-broker ]; then
@@ -44,6 +53,6 @@ if [ -z "${NO_BEFORE:-}" ] && git cat-file -e "$BEFORE_REV^{commit}" 2>/dev/null
 fi
 export ACK_BIN="$PWD/bench/build/ack"
 export PINGPONG_BIN="$PWD/bench/build/pingpong"
-export BENCH_COMMAND="${QUICK:+QUICK=1 }bench/run.sh"
+export BENCH_COMMAND="${QUICK:+QUICK=1 }bench/run.sh${1:+ $1}"
 if [ "${1:-}" = profile ]; then export PROFILE_ONLY=1; fi
 exec python3 bench/bench.py

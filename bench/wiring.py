@@ -210,11 +210,12 @@ def _strip_comments(text):
     return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
 
 
-def shipped_conf(tmp, ports, dests, variant=(), rev=None):
-    """rsyslog.conf for len(ports) clusters and `dests` file destinations, built from the shipped
+def shipped_conf(tmp, ports, dests, variant=(), rev=None, dest_rel="rsyslog.d/20-dest-file.conf"):
+    """rsyslog.conf for len(ports) clusters and `dests` destinations, built from the shipped
     files (of git revision `rev`, else of the work tree); `dests` is a list of binary command
-    lines. `variant`: names of changes for the cost table (each a plain text edit of the shipped
-    configuration, listed in VARIANTS)."""
+    lines, each run by the action of `dest_rel` (the file destination's, or a broker's
+    2x-dest-*.conf.example: brokers.py). `variant`: names of changes for the cost table (each a
+    plain text edit of the shipped configuration, listed in VARIANTS)."""
     pkg = _strip_comments(_read("packaging/rsyslog/qumulo-audit-broker.conf", rev))
     pkg = re.sub(r"include\(file=[^)]*\)", "", pkg)
     modules = re.findall(r'^module\(load="(\w+)"', _read("rsyslog.d/10-modules.conf", rev), re.M)
@@ -222,14 +223,14 @@ def shipped_conf(tmp, ports, dests, variant=(), rev=None):
     m = re.search(r'ruleset\(name="qab_cluster_prod".*?\n\}\n', clusters_ex + "\n", re.S)
     cluster_rs = m.group(0)
     deliver = _strip_comments(_read("rsyslog.d/50-deliver.conf", rev))
-    dest = _strip_comments(_read("rsyslog.d/20-dest-file.conf", rev))
+    dest = _strip_comments(_read(dest_rel, rev))
     parts = [f'global(workDirectory="{tmp}/spool")', 'module(load="imtcp")']
     parts += [f'module(load="{m}")' for m in modules if m != "imtcp"]
     parts.append(pkg)
     calls = []
     for i, binary in enumerate(dests):
-        d = dest.replace('name="qab_dest_file"', f'name="qab_dest_file{i}"')
-        d = d.replace('name="qab-file"', f'name="qab-file{i}"').replace('queue.filename="qab-file"', f'queue.filename="qab-file{i}"')
+        d = re.sub(r'name="qab_dest_\w+"', f'name="qab_dest_file{i}"', dest)
+        d = re.sub(r'name="qab-\w+"', f'name="qab-file{i}"', d)  # the action's name and queue.filename
         d = re.sub(r'binary="[^"]*"', f'binary="{binary}"', d)
         d = re.sub(r'output="[^"]*"', f'output="{tmp}/omprog-{i}.log"', d)
         d = re.sub(r'queue.spoolDirectory="[^"]*"', f'queue.spoolDirectory="{tmp}/queue"', d)

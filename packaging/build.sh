@@ -6,7 +6,7 @@
 #   packaging/build.sh --deb-only | --rpm-only
 #
 # Installs what it needs when missing: the musl rust target (rustup), musl-gcc
-# (Debian package musl-tools, needed by ring's C code), cargo-deb and
+# (Debian package musl-tools, needed by ring's C code and librdkafka), cargo-deb and
 # cargo-generate-rpm (cargo install --locked). Prints the packages' paths.
 set -eu
 
@@ -52,6 +52,16 @@ for tool in cargo-deb:deb cargo-generate-rpm:generate-rpm; do
     fi
 done
 
+if [ "$target" = "$musl" ]; then
+    # librdkafka (rdkafka-sys, Kafka destination) is built by its own ./configure + make, which
+    # reads CC, not cc-rs's per-target variables: without this it would compile librdkafka
+    # against glibc's headers and link it into the musl binary. HOST_CC keeps anything built
+    # for the build machine on gcc. Its C++ half (src-cpp) is compiled by g++ but never linked.
+    export CC=musl-gcc HOST_CC=gcc CC_x86_64_unknown_linux_musl=musl-gcc
+    # OpenSSL (vendored, for Kafka TLS and SASL SCRAM) needs the kernel headers musl-gcc
+    # does not search by default (linux/*.h, asm/*.h).
+    export CFLAGS_x86_64_unknown_linux_musl="-idirafter /usr/include -idirafter /usr/include/x86_64-linux-gnu"
+fi
 say "building release binary for $target"
 cargo build --release --locked --target "$target" >&2
 bin="$top/target/$target/release/qumulo-audit-broker"

@@ -12,34 +12,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use lapin::ExchangeKind;
+use support::brokers::{envelope, finish, start, stat, uuid, BIN, EVENT_TIME};
 use support::config::ConfigToml;
-use support::omprog_driver::{OmprogDriver, Reply};
+use support::omprog_driver::Reply;
 use support::rabbitmq::{Msg, RabbitMq, Reader};
 use support::scenario::{dead_letters, write_config};
-use support::sender::{self, event_number, Shape};
-
-const BIN: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
-const T: Duration = Duration::from_secs(60);
-/// `2026-06-06T14:52:28Z`, the envelope's (and the CSV body's) time.
-const EVENT_TIME: u64 = 1_780_757_548;
-
-fn uuid(n: u64) -> String {
-    format!("5eed{n:028x}")
-}
-
-/// Event `n` of `cluster` as the envelope template renders it; even `n` CSV, odd `n` JSON body.
-fn envelope(cluster: &str, n: u64) -> String {
-    let shape = if n % 2 == 0 { Shape::Csv } else { Shape::Json };
-    let msg = format!(" {}", sender::body(shape, n));
-    format!(
-        r#"{{"v":1,"cluster":"{cluster}","fromhost_ip":"127.0.0.1","hostname":"q-node-1","time":"2026-06-06T14:52:28+00:00","uuid":"{}","msg":{}}}"#,
-        uuid(n),
-        serde_json::to_string(&msg).unwrap()
-    )
-}
+use support::sender::event_number;
 
 /// The `amqp` destination at `rabbit`, `more` adding its keys (and per-cluster tables); the
 /// journal and dead-letter file `<name>-…` in `dir`, quick retries.
@@ -55,19 +35,6 @@ fn config(dir: &Path, name: &str, rabbit: &RabbitMq, more: impl FnOnce(ConfigTom
     write_config(&dir.join(format!("{name}.toml")), &amqp_config(dir, name, rabbit, more).text())
 }
 
-fn start(cfg: &Path) -> OmprogDriver {
-    let mut p = OmprogDriver::start(BIN, &["omprog".as_ref(), "--config".as_ref(), cfg.as_os_str()]);
-    p.set_confirm_timeout(T);
-    p
-}
-
-/// Closes stdin, waits for the exit, returns stderr (the stats line is its last line).
-fn finish(mut p: OmprogDriver) -> String {
-    p.close_stdin();
-    assert!(p.wait_exit(T).success(), "{}", p.diagnostics());
-    p.stderr_text()
-}
-
 fn by_number(msgs: &[Msg]) -> BTreeMap<u64, Vec<&Msg>> {
     let mut m: BTreeMap<u64, Vec<&Msg>> = BTreeMap::new();
     for msg in msgs {
@@ -75,12 +42,6 @@ fn by_number(msgs: &[Msg]) -> BTreeMap<u64, Vec<&Msg>> {
         m.entry(n).or_default().push(msg);
     }
     m
-}
-
-fn stat(stderr: &str, key: &str) -> u64 {
-    let line = stderr.lines().rev().find(|l| l.contains("stats: ")).unwrap_or_else(|| panic!("no stats line:\n{stderr}"));
-    let v = line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key} in {line}"));
-    v.parse().unwrap_or_else(|e| panic!("{key}={v}: {e}"))
 }
 
 #[test]

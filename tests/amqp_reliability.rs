@@ -25,6 +25,7 @@ use support::scenario::{
     adopted_lines, broker_children, dead_letters, find_streaming, good_lines, log_lines_with, logged_pids, rsyslog_body,
     sigkill, wait_all, with_common, write_config, Action, Feeder, Outcome, Pace,
 };
+use support::brokers::{wait_sent, wait_stat_of_all_instances};
 use support::sender::{event_number, Tally};
 
 const N: u64 = 5_000;
@@ -56,14 +57,6 @@ fn amqp_config(dir: &Path, rabbit: &RabbitMq, journal: bool, more: impl FnOnce(C
 fn start_rsyslogd(action: &Action) -> Rsyslogd {
     let body = rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(action), "");
     Rsyslogd::builder(&body).tcp_ruleset("cluster_alpha").stop_timeout(Duration::from_secs(30)).start()
-}
-
-fn wait_sent(f: &Feeder, n: usize) {
-    let t0 = Instant::now();
-    while f.sent() < n && !f.is_done() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "feeder stalled at {} lines", f.sent());
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Bodies read so far; a reader that lost its connection is replaced at the next poll.
@@ -228,22 +221,7 @@ fn amqp_unroutable_messages_are_dead_lettered_and_counted() {
     // of each instance (its pid), summed, is at least 2 per dead-lettered message.
     // A stats line comes once a second: the last returns may not be in the log yet, so wait for
     // it (the counters themselves are what is checked).
-    let returns_logged = || {
-        let mut per_pid = std::collections::BTreeMap::<String, u64>::new();
-        for l in log_lines_with(&action.output, "stats: ") {
-            let pid = l.split("qumulo-audit-broker[").nth(1).and_then(|p| p.split(']').next()).unwrap_or("").to_string();
-            if let Some(v) = l.split_whitespace().find_map(|f| f.strip_prefix("unroutable=")?.parse::<u64>().ok()) {
-                let e = per_pid.entry(pid).or_default();
-                *e = (*e).max(v);
-            }
-        }
-        per_pid.values().sum::<u64>()
-    };
-    let t1 = Instant::now();
-    while returns_logged() < N && t1.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let unroutable = returns_logged();
+    let unroutable = wait_stat_of_all_instances(&action.output, "unroutable", N);
     let mut out = Outcome::new("amqp-unroutable", N, &tally, 0..N);
     out.dead_lettered = dead_numbers.len() as u64;
     let out = out.with("unroutable_returns", unroutable).with("max_returns", 2);

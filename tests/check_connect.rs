@@ -9,6 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+#[path = "support/config.rs"]
+#[allow(dead_code)]
+mod config;
+use config::{path_value, ConfigToml};
+
 const BIN: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
 
 /// Starts the fake Elasticsearch; returns its port and the request lines it saw.
@@ -68,15 +73,15 @@ fn elasticsearch_credentials_and_index_rights_are_proven() {
         std::fs::write(d.join("es.password"), password).unwrap();
         std::fs::set_permissions(d.join("es.password"), std::fs::Permissions::from_mode(0o640)).unwrap();
         let cfg = d.join("es.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[destination]\ntype = \"http\"\npreset = \"elasticsearch-bulk\"\nformat = \"ecs\"\nurl = \"http://127.0.0.1:{port}\"\nusername = \"qab\"\npassword_file = \"{}\"\nindex = \"{index}\"\n[journal]\ndir = \"{}\"\n",
-                d.join("es.password").display(),
-                d.join("journal").display()
-            ),
-        )
-        .unwrap();
+        let toml = ConfigToml::destination("http")
+            .dest("preset", "elasticsearch-bulk")
+            .format("ecs")
+            .dest("url", format!("http://127.0.0.1:{port}"))
+            .dest("username", "qab")
+            .dest("password_file", path_value(&d.join("es.password")))
+            .dest("index", index)
+            .journal_dir(&d.join("journal"));
+        std::fs::write(&cfg, toml.text()).unwrap();
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
         let out = Command::new(BIN).args(["check", "--connect", "--config"]).arg(&cfg).env("QAB_LOG", "warn").output().unwrap();
         (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))

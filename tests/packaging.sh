@@ -359,7 +359,9 @@ RCBIN="$RC/usr/libexec/rsyslog/qumulo-audit-broker"
 printf 'test-hec-token-0123\n' >"$RC/etc/qumulo-audit-broker/hec.token"
 printf 'test-password\n' >"$RC/etc/qumulo-audit-broker/es.password"
 printf 'test-password\n' >"$RC/etc/qumulo-audit-broker/amqp.password"
-chmod 0640 "$RC/etc/qumulo-audit-broker/hec.token" "$RC/etc/qumulo-audit-broker/es.password" "$RC/etc/qumulo-audit-broker/amqp.password"
+printf 'test-password\n' >"$RC/etc/qumulo-audit-broker/kafka.password"
+chmod 0640 "$RC/etc/qumulo-audit-broker/hec.token" "$RC/etc/qumulo-audit-broker/es.password" "$RC/etc/qumulo-audit-broker/amqp.password" \
+    "$RC/etc/qumulo-audit-broker/kafka.password"
 if command -v openssl >/dev/null 2>&1; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=qab-test-ca -keyout "$W/ca.key" \
         -out "$RC/etc/qumulo-audit-broker/elasticsearch-ca.pem" >/dev/null 2>&1

@@ -17,9 +17,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::destination::{Destination, DestinationTable};
-use super::{read_secret, warn_if_world_readable, ConfigError};
+use super::{warn_if_world_readable, ConfigError};
 use crate::format::Format;
-use crate::sink::amqp::route::RoutingKey;
+use crate::sink::route::RoutingKey;
 
 /// `[destination] heartbeat_secs` (0 turns heartbeats off).
 pub const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
@@ -340,19 +340,8 @@ fn name_ok_at(name: &str) -> Result<(), String> {
 pub(super) fn preflight(cfg_path: &Path, d: &AmqpDestination) -> Result<(), (String, String)> {
     let mut secrets = false;
     for t in d.targets() {
-        let key = |k: &str| format!("{}.{k}", t.section);
-        if let Some(pf) = &t.password_file {
-            read_secret(pf).map_err(|e| (key("password_file"), format!("[{}] password_file: {e}", t.section)))?;
-            warn_if_world_readable(pf);
-            secrets = true;
-        }
-        if let Some(ca) = &t.ca_file {
-            crate::sink::http::load_ca_file(ca).map_err(|e| (key("ca_file"), format!("[{}] {e}", t.section)))?;
-        }
-        if let (Some(cert), Some(keyf)) = (&t.cert_file, &t.key_file) {
-            crate::sink::amqp::tls::load_client_identity(cert, keyf).map_err(|e| (key("cert_file"), format!("[{}] {e}", t.section)))?;
-            warn_if_world_readable(keyf);
-        }
+        let cert_and_key = t.cert_file.as_deref().zip(t.key_file.as_deref());
+        secrets |= super::preflight::broker_files(&t.section, t.password_file.as_deref(), t.ca_file.as_deref(), cert_and_key)?;
     }
     if secrets {
         warn_if_world_readable(cfg_path);

@@ -17,6 +17,7 @@ use serde::de::{self, DeserializeOwned, IgnoredAny, Visitor};
 use serde::Deserialize;
 
 use super::amqp::{AmqpDestination, ExchangeType, QueueType};
+use super::kafka::{Compression, KafkaDestination, SaslMechanism};
 use super::ConfigError;
 use crate::format::Format;
 
@@ -31,6 +32,8 @@ pub enum DestinationType {
     Syslog,
     /// Publish to a RabbitMQ exchange (AMQP 0-9-1, publisher confirms).
     Amqp,
+    /// Produce to a Kafka topic (idempotent producer, acks=all).
+    Kafka,
 }
 
 /// A destination, with the settings of its type (defaults applied, values validated).
@@ -40,6 +43,7 @@ pub enum Destination {
     Http(HttpDestination),
     Syslog(SyslogDestination),
     Amqp(AmqpDestination),
+    Kafka(KafkaDestination),
 }
 
 impl Destination {
@@ -49,6 +53,7 @@ impl Destination {
             Destination::Http(_) => DestinationType::Http,
             Destination::Syslog(_) => DestinationType::Syslog,
             Destination::Amqp(_) => DestinationType::Amqp,
+            Destination::Kafka(_) => DestinationType::Kafka,
         }
     }
 
@@ -58,6 +63,7 @@ impl Destination {
             Destination::Http(d) => d.format,
             Destination::Syslog(d) => d.format,
             Destination::Amqp(d) => d.format,
+            Destination::Kafka(d) => d.format,
         }
     }
 }
@@ -268,6 +274,8 @@ deserialize_by_name! {
     Header => "[destination] header",
     ExchangeType => "[destination] exchange_type",
     QueueType => "[destination] queue_type",
+    Compression => "[destination] compression",
+    SaslMechanism => "[destination] sasl_mechanism",
     super::ClusterSourceKind => "[cluster] source",
 }
 
@@ -319,6 +327,7 @@ fn keys_of_type(t: DestinationType) -> &'static [&'static str] {
         DestinationType::Http => keys_of::<HttpDestination>(),
         DestinationType::Syslog => keys_of::<SyslogDestination>(),
         DestinationType::Amqp => keys_of::<AmqpDestination>(),
+        DestinationType::Kafka => keys_of::<KafkaDestination>(),
     }
 }
 
@@ -328,6 +337,7 @@ fn required_of_type(t: DestinationType) -> &'static [(&'static str, &'static str
         DestinationType::Http => HttpDestination::REQUIRED,
         DestinationType::Syslog => SyslogDestination::REQUIRED,
         DestinationType::Amqp => AmqpDestination::REQUIRED,
+        DestinationType::Kafka => KafkaDestination::REQUIRED,
     }
 }
 
@@ -395,6 +405,7 @@ impl DestinationType {
             DestinationType::Http => super::parse_document::<HttpDestination>(text),
             DestinationType::Syslog => super::parse_document::<SyslogDestination>(text),
             DestinationType::Amqp => super::parse_document::<AmqpDestination>(text),
+            DestinationType::Kafka => super::parse_document::<KafkaDestination>(text),
         }
     }
 }
@@ -449,7 +460,7 @@ mod tests {
         assert_eq!(name_of(&HttpPreset::ElasticsearchBulk), "elasticsearch-bulk");
         assert_eq!(name_of(&Framing::OctetCounting), "octet-counting");
         let types = expected_names::<DestinationType>();
-        assert!(types.starts_with("\"file\", \"http\", \"syslog\"") && types.contains("\"amqp\""), "{types}");
+        assert!(types.starts_with("\"file\", \"http\", \"syslog\"") && types.contains("\"amqp\"") && types.ends_with("\"kafka\""), "{types}");
         assert_eq!(expected_names::<Protocol>(), "\"tcp\" or \"udp\"");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod amqp;
 pub mod destination;
+pub mod kafka;
 pub mod preflight;
 pub mod validate;
 
@@ -22,6 +23,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 pub use amqp::{AmqpClusterOverride, AmqpDestination, AmqpTarget, ExchangeType, QueueType};
+pub use kafka::{Compression, KafkaDestination, SaslMechanism};
 pub use destination::{
     Destination, DestinationType, FileDestination, Framing, Header, HttpDestination, HttpPreset, Protocol,
     SyslogDestination,

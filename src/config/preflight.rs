@@ -34,6 +34,7 @@ pub fn check(cfg: &Config) -> Result<Preflight, ConfigError> {
         Destination::Http(d) => check_http(cfg, d).map_err(|(key, e)| at(key, e))?,
         Destination::Syslog(_) => {}
         Destination::Amqp(d) => super::amqp::preflight(&cfg.source_path, d).map_err(|(key, e)| at(&key, e))?,
+        Destination::Kafka(d) => super::kafka::preflight(&cfg.source_path, d).map_err(|(key, e)| at(&key, e))?,
     }
     if let Some(p) = &cfg.dead_letter.path {
         appendable(p, "dead_letter.path", &mut pf).map_err(|m| {
@@ -74,6 +75,31 @@ fn check_http(cfg: &Config, d: &HttpDestination) -> Result<(), (&'static str, St
 }
 
 /// A file that can be opened for appending: writable if it exists, else creatable.
+/// The secret and TLS files of one broker connection (`amqp`, `kafka`), read as the sinks read
+/// them: `[section] password_file`, `ca_file`, and `cert_file` with `key_file`. Errors are
+/// `(key path, message)`; `Ok(true)` when a secret file was read (the caller then warns about a
+/// world-readable config too).
+pub(super) fn broker_files(
+    section: &str,
+    password_file: Option<&Path>,
+    ca_file: Option<&Path>,
+    cert_and_key: Option<(&Path, &Path)>,
+) -> Result<bool, (String, String)> {
+    let key = |k: &str| format!("{section}.{k}");
+    if let Some(pf) = password_file {
+        read_secret(pf).map_err(|e| (key("password_file"), format!("[{section}] password_file: {e}")))?;
+        warn_if_world_readable(pf);
+    }
+    if let Some(ca) = ca_file {
+        crate::sink::http::load_ca_file(ca).map_err(|e| (key("ca_file"), format!("[{section}] {e}")))?;
+    }
+    if let Some((cert, keyf)) = cert_and_key {
+        crate::sink::amqp::tls::load_client_identity(cert, keyf).map_err(|e| (key("cert_file"), format!("[{section}] {e}")))?;
+        warn_if_world_readable(keyf);
+    }
+    Ok(password_file.is_some())
+}
+
 fn appendable(path: &Path, key: &str, pf: &mut Preflight) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Err("it is a directory".into()),

@@ -146,9 +146,13 @@ fn packaged_configs_load() {
                 assert_eq!((a.port, a.tls, a.max_returns, a.routing_key.as_str()), (Some(5671), true, 3, "qumulo.{cluster}.{protocol}"));
                 assert!(a.password_file.is_some() && a.clusters.is_empty());
             }
+            Destination::Kafka(k) => {
+                assert_eq!((k.key.as_str(), k.tls, k.timeout_secs, k.topic.as_str()), ("{cluster}", true, 30, "qumulo-audit"));
+                assert!(k.password_file.is_some() && k.sasl_mechanism.is_some());
+            }
         }
     }
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
 }
 
 #[test]

@@ -35,8 +35,8 @@ fn err(section: &str, key: &str, message: impl Display) -> ConfigError {
     ConfigError::new(message.to_string()).with_key(format!("{section}.{key}"))
 }
 
-/// `value` must lie in `range`.
-fn within<T: PartialOrd + Display>(section: &str, key: &str, value: T, range: &RangeInclusive<T>) -> Result<(), ConfigError> {
+/// `value` must lie in `range` (also used by the broker kinds' own files).
+pub(super) fn within<T: PartialOrd + Display>(section: &str, key: &str, value: T, range: &RangeInclusive<T>) -> Result<(), ConfigError> {
     if range.contains(&value) {
         return Ok(());
     }
@@ -54,6 +54,7 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
         Destination::Http(d) => validate_http(d)?,
         Destination::Syslog(d) => validate_syslog(d)?,
         Destination::Amqp(d) => super::amqp::validate(d)?,
+        Destination::Kafka(d) => super::kafka::validate(d)?,
     }
     let b = &cfg.batch;
     within("batch", "max_events", b.max_events, &BATCH_MAX_EVENTS)?;

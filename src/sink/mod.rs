@@ -1,11 +1,15 @@
 //! Destinations. One module per kind; each knows how to frame a record for its wire
 //! ([`Encoder::encode`]) and how to hand a batch over and say what the destination accepted
 //! ([`Sink::deliver`]). The retry loop, dead-lettering and acknowledgement live in
-//! [`crate::omprog`]; a sink only reports.
+//! [`crate::omprog`]; a sink only reports. [`record`] (the per-record header) and [`route`] (key
+//! templates) are shared by the two broker sinks, `amqp` and `kafka`.
 
 pub mod amqp;
 pub mod file;
 pub mod http;
+pub mod kafka;
+pub mod record;
+pub mod route;
 pub mod syslog;
 
 use crate::batch::Batch;
@@ -23,7 +27,8 @@ pub struct Attempt {
     pub retry: Vec<usize>,
     /// Why records must be retried (connection refused, 503, ...).
     pub error: Option<String>,
-    /// Records the destination returned as unroutable in this attempt (AMQP `basic.return`),
+    /// Records the destination returned as unroutable in this attempt (AMQP `basic.return`,
+    /// Kafka's unknown topic or partition),
     /// whether they are retried or rejected; counted in the stats line.
     pub unroutable: u64,
 }
@@ -58,6 +63,7 @@ pub enum Encoder {
     Http(http::HttpEncoder),
     Syslog(syslog::SyslogEncoder),
     Amqp(amqp::AmqpEncoder),
+    Kafka(kafka::KafkaEncoder),
 }
 
 impl Encoder {
@@ -67,6 +73,7 @@ impl Encoder {
             Destination::Http(d) => Encoder::Http(http::HttpEncoder::new(d)),
             Destination::Syslog(d) => Encoder::Syslog(syslog::SyslogEncoder::new(d)),
             Destination::Amqp(d) => Encoder::Amqp(amqp::AmqpEncoder::new(d)),
+            Destination::Kafka(d) => Encoder::Kafka(kafka::KafkaEncoder::new(d)),
         }
     }
 
@@ -80,6 +87,7 @@ impl Encoder {
             Encoder::Http(e) => e.encode(ev, rendered, out),
             Encoder::Syslog(e) => e.encode(ev, rendered, out),
             Encoder::Amqp(e) => e.encode(ev, rendered, out),
+            Encoder::Kafka(e) => e.encode(ev, rendered, out),
         }
     }
 }
@@ -89,6 +97,7 @@ pub enum Sink {
     Http(http::HttpSink),
     Syslog(syslog::SyslogSink),
     Amqp(amqp::AmqpSink),
+    Kafka(kafka::KafkaSink),
 }
 
 impl Sink {
@@ -100,6 +109,7 @@ impl Sink {
             Destination::Http(d) => Sink::Http(http::HttpSink::new(d)?),
             Destination::Syslog(d) => Sink::Syslog(syslog::SyslogSink::new(d)),
             Destination::Amqp(d) => Sink::Amqp(amqp::AmqpSink::new(d)?),
+            Destination::Kafka(d) => Sink::Kafka(kafka::KafkaSink::new(d)?),
         })
     }
 
@@ -110,6 +120,7 @@ impl Sink {
             Sink::Http(s) => s.deliver(batch, which),
             Sink::Syslog(s) => s.deliver(batch, which),
             Sink::Amqp(s) => s.deliver(batch, which),
+            Sink::Kafka(s) => s.deliver(batch, which),
         }
     }
 
@@ -131,6 +142,7 @@ impl Sink {
             Sink::Http(_) => false,
             Sink::Syslog(s) => s.is_stream(),
             Sink::Amqp(_) => false, // a cut message is not confirmed, so it is published again
+            Sink::Kafka(_) => false, // likewise: a record without its delivery report is produced again
         }
     }
 
@@ -141,6 +153,7 @@ impl Sink {
             Sink::Http(_) => {}
             Sink::Syslog(s) => s.disconnect(),
             Sink::Amqp(s) => s.disconnect(),
+            Sink::Kafka(s) => s.disconnect(),
         }
     }
 
@@ -151,14 +164,15 @@ impl Sink {
             Sink::Http(s) => s.check(),
             Sink::Syslog(s) => s.check(),
             Sink::Amqp(s) => s.check(),
+            Sink::Kafka(s) => s.check(),
         }
     }
 
-    /// The cluster and the bytes the dead-letter file shows for a rejected record (the AMQP
-    /// record header is not part of the message).
+    /// The cluster and the bytes the dead-letter file shows for a rejected record (the broker
+    /// record header of [`record`] is not part of the message).
     pub fn dead_letter_view<'a>(&self, record: &'a [u8]) -> (&'a str, &'a [u8]) {
         match self {
-            Sink::Amqp(_) => amqp::dead_letter_view(record),
+            Sink::Amqp(_) | Sink::Kafka(_) => record::dead_letter_view(record),
             _ => ("", record),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! Every helper waits with a timeout and panics with context (what it waited for, what it saw,
 //! the relevant logs) instead of hanging. Modules:
+//! - [`brokers`]: what the amqp and kafka destination tests share (envelopes, stats lines).
 //! - [`config`]: `ConfigToml`, the one builder of destination config files.
 //! - [`rsyslog`]: a real, unprivileged `rsyslogd` in a temp work dir, with imtcp on a free port.
 //! - [`sender`]: numbered Qumulo audit lines (CSV and JSON bodies, RFC 3164 framed) and a TCP sender.
@@ -11,12 +12,16 @@
 //!   rsyslogd receiver writing to a file.
 //! - [`omprog_driver`]: drives a program exactly as rsyslog's omprog does and checks its replies.
 //! - [`rabbitmq`]: a real RabbitMQ node in a temp dir, and an independent AMQP reader.
+//! - [`kafka`]: a real Kafka-protocol broker (`tansu`) on a loopback port, and an independent
+//!   reader (Python `kafka-python`).
 //! - [`scenario`]: building blocks of the zero-loss scenarios (shipped omprog action, paced
 //!   sender, omprog children to SIGKILL, program starts, impstats queue figures, result lines).
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod omprog_driver;
 pub mod rabbitmq;
 pub mod rsyslog;

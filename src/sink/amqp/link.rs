@@ -23,7 +23,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use super::record::Record;
+use crate::sink::record::Record;
 use crate::config::{AmqpDestination, AmqpTarget, ConfigError, ExchangeType, QueueType};
 
 /// What the broker said about one published message.

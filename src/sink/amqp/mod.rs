@@ -32,13 +32,11 @@
 //! async part stays in [`link`], which blocks on each call with a deadline, so the delivery
 //! stage keeps its plain blocking `deliver` contract.
 //!
-//! Files: [`link`] (one connection: connect, declare, publish and confirm), [`record`] (the
-//! per-record header carrying routing key, message id, timestamp and cluster from the parse
-//! stage to this one), [`route`] (routing-key templates), [`tls`].
+//! Files: [`link`] (one connection: connect, declare, publish and confirm), [`tls`]; shared with
+//! the `kafka` sink: [`super::record`] (the per-record header carrying routing key, message id,
+//! timestamp and cluster from the parse stage to this one), [`super::route`] (key templates).
 
 pub mod link;
-pub mod record;
-pub mod route;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -49,7 +47,8 @@ use crate::config::{AmqpDestination, ConfigError};
 use crate::event::Event;
 use crate::format::Format;
 use self::link::{Link, Outcome};
-use self::route::RoutingKey;
+use super::record;
+use super::route::RoutingKey;
 
 /// Message ids whose returns are counted; past this the counts start again (memory bound).
 const RETURN_COUNTS_MAX: usize = 100_000;
@@ -82,12 +81,7 @@ impl AmqpEncoder {
 
     pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
         let template = self.cluster_keys.get(&ev.cluster).unwrap_or(&self.default_key);
-        let mut key = String::new();
-        template.render(ev, &mut key);
-        let ts = ev.time.unwrap_or_else(crate::time::Timestamp::now).secs.max(0) as u64;
-        record::put_header(out, &ev.cluster, &key, &ev.id, ts);
-        rendered.clear();
-        self.format.render(ev, out);
+        record::encode(ev, template, self.format, rendered, out);
     }
 }
 
@@ -193,10 +187,3 @@ impl AmqpSink {
     }
 }
 
-/// The body of an encoded record and its cluster, for the dead-letter file.
-pub fn dead_letter_view(rec: &[u8]) -> (&str, &[u8]) {
-    match record::split(rec) {
-        Some(r) => (r.cluster, r.body),
-        None => ("", rec),
-    }
-}

@@ -1,4 +1,5 @@
-//! Routing keys from a template of event fields: `"qumulo.{cluster}.{protocol}"`.
+//! Routing keys from a template of event fields: `"qumulo.{cluster}.{protocol}"`. The `amqp`
+//! sink's routing keys and the `kafka` sink's record keys (`"{cluster}"` by default) use them.
 //!
 //! The template is parsed once, at config load ([`RoutingKey::parse`] is what validation runs),
 //! so a typo is a config error and never a surprise at the first event. Literal text is limited

@@ -1,5 +1,5 @@
-//! The bytes of one AMQP record in a [`crate::batch::Batch`]: what the publish needs besides the
-//! body, in front of the body.
+//! The bytes of one broker record (`amqp` message, `kafka` record) in a [`crate::batch::Batch`]:
+//! what the publish needs besides the body, in front of the body. Shared by both broker sinks.
 //!
 //! The parse stage knows the event; the delivery stage sees only bytes. So the encoder writes
 //! a small header (each field a 4-byte big-endian length and its bytes, then the timestamp as
@@ -12,6 +12,29 @@
 //! [`split`] undoes it; the dead-letter file gets the body alone (see
 //! [`crate::sink::Sink::dead_letter_view`]). A record that does not decode (a bug, never input)
 //! is dead-lettered as it is, never published half-understood.
+
+use super::route::RoutingKey;
+use crate::event::Event;
+use crate::format::Format;
+
+/// Appends one record for `ev`: the header (cluster, `key` rendered from the template, the event
+/// id, the event's time in seconds, else now), then the event rendered in `format`.
+pub fn encode(ev: &Event, key: &RoutingKey, format: Format, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
+    let mut k = String::new();
+    key.render(ev, &mut k);
+    let ts = ev.time.unwrap_or_else(crate::time::Timestamp::now).secs.max(0) as u64;
+    put_header(out, &ev.cluster, &k, &ev.id, ts);
+    rendered.clear();
+    format.render(ev, out);
+}
+
+/// The body of an encoded record and its cluster, for the dead-letter file.
+pub fn dead_letter_view(rec: &[u8]) -> (&str, &[u8]) {
+    match split(rec) {
+        Some(r) => (r.cluster, r.body),
+        None => ("", rec),
+    }
+}
 
 /// The parts of an encoded record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
