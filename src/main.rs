@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The processing tier: read envelopes from the config's `[source]` (a Kafka topic, in a
+    /// consumer group) and deliver them to its `[destination]`, committing offsets only after
+    /// delivery (docs/scaling.md).
+    Consume {
+        /// The TOML config: a destination config with a `[source]` section.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a destination config as omprog start-up does, changing nothing on disk (and,
     /// with --connect, open the destination: this creates the destination file).
     Check {
@@ -116,6 +124,13 @@ fn main() {
         }
         Command::Omprog { config } => match Config::load(&config) {
             Ok(cfg) => omprog::run(cfg),
+            Err(e) => {
+                log::error!("{e}");
+                2
+            }
+        },
+        Command::Consume { config } => match Config::load(&config) {
+            Ok(cfg) => qumulo_audit_broker::consume::run(cfg),
             Err(e) => {
                 log::error!("{e}");
                 2

@@ -68,6 +68,10 @@ pub struct KafkaDestination {
     pub max_unknown_topic: u32,
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    /// Receiver tier (docs/scaling.md): each record's value is the line as received (the
+    /// envelope), not a rendered event; headers and key as usual, `format` header `envelope`.
+    #[serde(default)]
+    pub pass_through: bool,
 }
 
 /// `compression` (librdkafka's `compression.codec`).

@@ -13,6 +13,7 @@ pub mod amqp;
 pub mod destination;
 pub mod kafka;
 pub mod preflight;
+pub mod source;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 pub use amqp::{AmqpClusterOverride, AmqpDestination, AmqpTarget, ExchangeType, QueueType};
 pub use kafka::{Compression, KafkaDestination, SaslMechanism};
+pub use source::SourceConfig;
 pub use destination::{
     Destination, DestinationType, FileDestination, Framing, Header, HttpDestination, HttpPreset, Protocol,
     SyslogDestination,
@@ -115,6 +117,8 @@ pub struct Config {
     pub journal: JournalConfig,
     pub stats: StatsConfig,
     pub input: InputConfig,
+    /// `[source]`: read by `consume` mode only.
+    pub source: Option<SourceConfig>,
     /// Where the config was read from (not a TOML key).
     pub source_path: PathBuf,
     /// The line of each key present (`section.key`), for messages about values.
@@ -142,6 +146,7 @@ struct Document<D> {
     stats: StatsConfig,
     #[serde(default)]
     input: InputConfig,
+    source: Option<SourceConfig>,
 }
 
 fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config, ConfigError> {
@@ -156,6 +161,7 @@ fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config
         journal: doc.journal,
         stats: doc.stats,
         input: doc.input,
+        source: doc.source,
         source_path: PathBuf::new(),
         key_lines: key_lines(text),
     })
@@ -310,6 +316,9 @@ impl Config {
         destination::check_keys(text, kind)?;
         let cfg = kind.parse_document(text)?;
         validate::validate(&cfg).map_err(|e| cfg.locate(e))?;
+        if let Some(s) = &cfg.source {
+            s.validate().map_err(|e| cfg.locate(e))?;
+        }
         Ok(cfg)
     }
 

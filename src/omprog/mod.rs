@@ -25,8 +25,8 @@
 //! instances' journals); this file sets everything up before the handshake and owns signals
 //! and the stats line.
 
-mod delivery;
-mod pipeline;
+pub(crate) mod delivery;
+pub(crate) mod pipeline;
 mod protocol;
 
 use std::io::{self, BufReader, Write};
@@ -43,16 +43,16 @@ use crate::stats::Stats;
 
 use self::protocol::serve;
 
-/// Shared state of one running instance.
-struct Shared {
-    stats: Arc<Stats>,
-    dead: DeadLetter,
-    shutdown: AtomicBool,
-    hup: Arc<AtomicBool>,
+/// Shared state of one running instance (omprog or `consume` mode).
+pub(crate) struct Shared {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) dead: DeadLetter,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) hup: Arc<AtomicBool>,
     /// Held by the delivery stage while it writes to the destination, so SIGTERM does not cut
     /// a record in half.
     delivering: Mutex<()>,
-    cfg: Config,
+    pub(crate) cfg: Config,
 }
 
 /// Everything built before the handshake; any failure here means no `OK`.
@@ -64,8 +64,8 @@ struct Setup {
 }
 
 /// Checks what the config needs from the machine ([`preflight::check`], as `check` does), then
-/// creates it: the destination, the dead-letter file, the journal.
-fn setup(cfg: Config) -> Result<Setup, ConfigError> {
+/// creates the destination and the dead-letter file: what omprog and `consume` modes share.
+pub(crate) fn build(cfg: Config) -> Result<(Sink, Encoder, Arc<Shared>), ConfigError> {
     preflight::check(&cfg)?;
     let sink = Sink::from_config(&cfg).map_err(|e| cfg.locate(e))?;
     let encoder = Encoder::from_config(&cfg);
@@ -75,6 +75,21 @@ fn setup(cfg: Config) -> Result<Setup, ConfigError> {
         let msg = format!("[dead_letter] path: cannot open dead-letter file {}: {e}", path.unwrap_or_default().display());
         cfg.locate(ConfigError::new(msg).with_key("dead_letter.path"))
     })?;
+    let shared = Arc::new(Shared {
+        stats,
+        dead,
+        shutdown: AtomicBool::new(false),
+        hup: Arc::new(AtomicBool::new(false)),
+        delivering: Mutex::new(()),
+        cfg,
+    });
+    Ok((sink, encoder, shared))
+}
+
+/// [`build`], then the journal.
+fn setup(cfg: Config) -> Result<Setup, ConfigError> {
+    let (sink, encoder, shared) = build(cfg)?;
+    let cfg = &shared.cfg;
     let journal = if cfg.journal.enabled {
         let dir = cfg.journal_dir();
         let j = Journal::open(&dir, cfg.journal.max_bytes, cfg.journal.fsync).map_err(|e| {
@@ -86,14 +101,6 @@ fn setup(cfg: Config) -> Result<Setup, ConfigError> {
         log::warn!("[journal] enabled = false: events accepted in a transaction are lost if this program dies before COMMIT (rsyslog issue #2420)");
         None
     };
-    let shared = Arc::new(Shared {
-        stats,
-        dead,
-        shutdown: AtomicBool::new(false),
-        hup: Arc::new(AtomicBool::new(false)),
-        delivering: Mutex::new(()),
-        cfg,
-    });
     Ok(Setup { sink, encoder, journal, shared })
 }
 
@@ -180,7 +187,7 @@ fn install_signals(shared: &Arc<Shared>) {
 }
 
 /// Prints the stats line every `[stats] interval_secs`; stops with the process.
-fn spawn_stats(shared: Arc<Shared>) -> Option<thread::JoinHandle<()>> {
+pub(crate) fn spawn_stats(shared: Arc<Shared>) -> Option<thread::JoinHandle<()>> {
     let every = shared.cfg.stats.interval_secs;
     if every == 0 {
         return None;

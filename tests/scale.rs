@@ -1,0 +1,327 @@
+//! Scaling past one host (docs/scaling.md), with real processes only: a real rsyslogd (the
+//! shipped omprog action shape) whose `kafka` destination runs in pass-through mode (the
+//! receiver tier) into a real Kafka-protocol broker (`tansu`, memory storage, a 4-partition
+//! topic), and `qumulo-audit-broker consume` processes (the processing tier, one consumer
+//! group) delivering to a local NDJSON HTTP server (`tests/support/http.rs`). Four clusters on
+//! four rsyslog inputs; their names are chosen so their keys hash to four different partitions.
+//!
+//! Checked by independent readers: the topic by Python kafka-python (each envelope once, key =
+//! cluster, `event-id` header, value = the envelope line), the destination by the HTTP server's
+//! JSON parser. Every event must arrive; an event that arrives twice must carry the same `id`
+//! each time, and that id must be the `event-id` the receiver fixed. Each scenario prints
+//! `reliability: scenario=... sent= delivered= duplicates= lost=0 ...`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::http::MockHttp;
+use support::kafka::{read_all, Tansu};
+use support::rsyslog::Rsyslogd;
+use support::scenario::{common_toml, wait_all, write_config, Action, Feeder, Outcome, Pace, BROKER};
+use support::sender::{event_number, qumulo_line, Shape, Tally};
+
+const TOPIC: &str = "qab-envelopes";
+/// crc32(name) % 4 = 0, 1, 2, 3: librdkafka's default partitioner puts them on four partitions.
+const CLUSTERS: [&str; 4] = ["cl0", "cl4", "cl1", "cl5"];
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Receiver tier: rsyslogd with one input per cluster, the kafka destination in pass-through mode.
+struct Receiver {
+    rsyslogd: Rsyslogd,
+    action: Action,
+    ports: Vec<u16>,
+}
+
+impl Receiver {
+    fn start(dir: &Path, tansu: &Tansu) -> Receiver {
+        let cfg = write_config(
+            &dir.join("receiver.toml"),
+            &format!(
+                "[destination]\ntype = \"kafka\"\nbootstrap_servers = [\"{}\"]\ntopic = \"{TOPIC}\"\npass_through = true\ntimeout_secs = 10\n{}",
+                tansu.bootstrap(),
+                common_toml(&dir.join("receiver"), true)
+            ),
+        );
+        let action = Action::new("qab_receiver", &cfg, dir);
+        let rulesets: Vec<(String, &str)> = CLUSTERS.iter().map(|c| (format!("cluster_{c}"), *c)).collect();
+        let pairs: Vec<(&str, &str)> = rulesets.iter().map(|(r, c)| (r.as_str(), *c)).collect();
+        let mut extra = String::new();
+        for c in &CLUSTERS[1..] {
+            extra.push_str(&format!(
+                "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{{WORKDIR}}/{c}.port\" ruleset=\"cluster_{c}\")\n"
+            ));
+        }
+        let body = support::scenario::rsyslog_body(&pairs, std::slice::from_ref(&action), &extra);
+        let rsyslogd = Rsyslogd::builder(&body).tcp_ruleset(&format!("cluster_{}", CLUSTERS[0])).stop_timeout(Duration::from_secs(30)).start();
+        let mut ports = vec![rsyslogd.port()];
+        for c in &CLUSTERS[1..] {
+            ports.push(rsyslogd.listen_port(&format!("{c}.port"), Duration::from_secs(10)));
+        }
+        Receiver { rsyslogd, action, ports }
+    }
+
+    /// Sends events 0..n, event k to cluster k % 4, at `per_second` in all.
+    fn feed(&self, n: u64, per_second: u64) -> Vec<Feeder> {
+        (0..4)
+            .map(|i| {
+                let lines: Vec<Vec<u8>> = (0..n).filter(|k| k % 4 == i).map(|k| qumulo_line(if k % 2 == 0 { Shape::Csv } else { Shape::Json }, k).into_bytes()).collect();
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.ports[i as usize]));
+                Feeder::start(addr, lines, Pace::PerSecond((per_second / 4).max(1) as u32))
+            })
+            .collect()
+    }
+}
+
+/// One `consume` process.
+struct Consumer {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Consumer {
+    fn start(dir: &Path, name: &str, tansu: &Tansu, mock: &MockHttp) -> Consumer {
+        let cfg = write_config(
+            &dir.join(format!("{name}.toml")),
+            &format!(
+                "[destination]\ntype = \"http\"\npreset = \"ndjson\"\nurl = \"{}/ingest\"\n{}[batch]\nmax_events = 200\n\
+                 [source]\nbootstrap_servers = [\"{}\"]\ntopic = \"{TOPIC}\"\ngroup_id = \"processors\"\nsession_timeout_secs = 6\nlinger_ms = 100\n",
+                mock.url(),
+                common_toml(&dir.join(name), false),
+                tansu.bootstrap()
+            ),
+        );
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(BROKER).args(["consume", "--config"]).arg(&cfg).stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap();
+        Consumer { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; waits for the exit; returns the exit line's `messages=` and the stats `delivered=`.
+    fn terminate(mut self) -> (u64, u64, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                assert!(st.success(), "consume exited {st}\n{}", self.log_text());
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "consume did not exit on SIGTERM\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = self.log_text();
+        (field(&text, "consume: exiting:", "messages"), field(&text, "stats:", "delivered"), text)
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=N` on the last line containing `marker`.
+fn field(text: &str, marker: &str, key: &str) -> u64 {
+    let Some(line) = text.lines().rev().find(|l| l.contains(marker)) else { return 0 };
+    line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok()).unwrap_or(0)
+}
+
+/// The receiver tier's output, read by kafka-python: event number -> event-id header. Checks
+/// each record: the value is the envelope as received, key = header `cluster` = the cluster.
+fn receiver_ids(tansu: &Tansu, n: u64) -> (BTreeMap<u64, String>, BTreeMap<String, i32>) {
+    let recs = read_all(&tansu.bootstrap(), TOPIC);
+    let mut ids = BTreeMap::new();
+    let mut partition_of = BTreeMap::new();
+    for r in &recs {
+        assert!(r.value.starts_with("QAB2\t"), "the value is the envelope: {r:?}");
+        let k = event_number(&r.value).unwrap_or_else(|| panic!("no number: {r:?}"));
+        let cluster = CLUSTERS[(k % 4) as usize];
+        assert_eq!((r.key.as_deref(), r.header("cluster"), r.header("format")), (Some(cluster), Some(cluster), Some("envelope")), "{r:?}");
+        assert_eq!(r.value.split('\t').nth(4), Some(cluster), "{r:?}");
+        let id = r.header("event-id").unwrap_or_else(|| panic!("no event-id: {r:?}")).to_string();
+        if let Some(prev) = ids.insert(k, id.clone()) {
+            assert_eq!(prev, id, "event {k} in the topic twice with different ids");
+        }
+        let p = *partition_of.entry(cluster.to_string()).or_insert(r.partition);
+        assert_eq!(p, r.partition, "one cluster, one partition");
+    }
+    assert_eq!(ids.len() as u64, n, "every event in the topic");
+    (ids, partition_of)
+}
+
+/// Checks every delivered record's `id` against the receiver's `event-id`; returns the copies
+/// beyond the first (each with the same id).
+fn check_ids(records: &[String], ids: &BTreeMap<u64, String>) -> u64 {
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        let k = event_number(r).unwrap();
+        assert_eq!(v["id"].as_str(), Some(ids[&k].as_str()), "event {k}: the id the receiver fixed");
+        *seen.entry(k).or_default() += 1;
+    }
+    seen.values().map(|&c| c - 1).sum()
+}
+
+fn settle(mock: &MockHttp, n: u64, ctx: impl FnOnce() -> String) -> Tally {
+    wait_all(Duration::from_secs(60), 0..n, || mock.accepted_records(), ctx)
+}
+
+fn context(r: &Receiver, consumers: &[&Consumer], tansu: &Tansu) -> String {
+    let mut s = format!("{}\n---- receiver:\n{}\n", r.rsyslogd.diagnostics(), support::file_text_for_panic(&r.action.output));
+    for c in consumers {
+        s.push_str(&format!("---- {}:\n{}\n", c.log.display(), c.log_text()));
+    }
+    s + &tansu.diagnostics()
+}
+
+/// Receiver + 1 consumer, then receiver + 2 consumers (same group, a second batch of events):
+/// every event once, the work shared, SIGTERM exits cleanly and commits what it delivered.
+#[test]
+fn receiver_and_one_then_two_consumers_deliver_every_event() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tansu = Tansu::start(&[(TOPIC, 4)]);
+    let mock = MockHttp::start();
+    let r = Receiver::start(d, &tansu);
+    const N: u64 = 4_000;
+    let c1 = Consumer::start(d, "c1", &tansu, &mock);
+    for f in r.feed(N, 4_000) {
+        f.join();
+    }
+    let tally = settle(&mock, N, || context(&r, &[&c1], &tansu));
+    let (ids, partitions) = receiver_ids(&tansu, N);
+    let dups = check_ids(&mock.accepted_records(), &ids);
+    let (m1, d1, _) = c1.terminate();
+    Outcome::new("scale-receiver-1-consumer", N, &tally, 0..N).with("consumer_messages", m1).with("consumer_delivered", d1).with("partitions", format!("{partitions:?}")).print();
+    assert_eq!(tally.distinct() as u64, N, "one consumer: every event");
+    assert_eq!(dups, 0, "one consumer, no fault: no duplicate");
+    assert_eq!(d1, N);
+
+    // Two consumers of the same group: a second run of events 0..N would look like the first,
+    // so the topic is fed N more (numbers N..2N) and the group resumes from its commits.
+    let c1 = Consumer::start(d, "c1b", &tansu, &mock);
+    let c2 = Consumer::start(d, "c2", &tansu, &mock);
+    std::thread::sleep(Duration::from_secs(3)); // both joined
+    let r2: Vec<Feeder> = (0..4)
+        .map(|i| {
+            let lines: Vec<Vec<u8>> = (N..2 * N).filter(|k| k % 4 == i).map(|k| qumulo_line(Shape::Csv, k).into_bytes()).collect();
+            Feeder::start(std::net::SocketAddr::from(([127, 0, 0, 1], r.ports[i as usize])), lines, Pace::PerSecond(1_000))
+        })
+        .collect();
+    for f in r2 {
+        f.join();
+    }
+    let tally = settle(&mock, 2 * N, || context(&r, &[&c1, &c2], &tansu));
+    let (ids, _) = receiver_ids(&tansu, 2 * N);
+    let dups = check_ids(&mock.accepted_records(), &ids);
+    let (m1, d1, _) = c1.terminate();
+    let (m2, d2, _) = c2.terminate();
+    Outcome::new("scale-receiver-2-consumers", N, &Tally::of(mock.accepted_records().iter().filter(|x| event_number(x).is_some_and(|k| k >= N))), N..2 * N)
+        .with("consumer1_delivered", d1)
+        .with("consumer2_delivered", d2)
+        .with("consumer1_messages", m1)
+        .with("consumer2_messages", m2)
+        .with("extra_copies_same_id", dups)
+        .print();
+    assert_eq!(tally.distinct() as u64, 2 * N);
+    assert!(d1 > 0 && d2 > 0, "both consumers delivered: {d1} and {d2}");
+    assert_eq!(d1 + d2, N + dups, "the second N, once each (plus duplicates with the same id)");
+}
+
+/// Two consumers; one is SIGKILLed while it delivers (its destination slowed so a batch is in
+/// flight); the other takes its partitions and redelivers what was not committed.
+#[test]
+fn consumer_sigkilled_mid_batch_loses_nothing() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tansu = Tansu::start(&[(TOPIC, 4)]);
+    let mock = MockHttp::start();
+    let r = Receiver::start(d, &tansu);
+    const N: u64 = 6_000;
+    let c1 = Consumer::start(d, "c1", &tansu, &mock);
+    let c2 = Consumer::start(d, "c2", &tansu, &mock);
+    let feeders = r.feed(N, 3_000);
+    // Wait until deliveries are under way, slow the destination so batches are in flight.
+    mock.wait_for_records(1_000, Duration::from_secs(60));
+    mock.set_delay(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1_500));
+    let before = mock.accepted_records().len();
+    let victim_log = c1.log_text();
+    let victim = c1.pid();
+    c1.kill();
+    mock.set_delay(Duration::ZERO);
+    for f in feeders {
+        f.join();
+    }
+    let tally = settle(&mock, N, || context(&r, &[&c2], &tansu));
+    let (ids, _) = receiver_ids(&tansu, N);
+    let dups = check_ids(&mock.accepted_records(), &ids);
+    let (_, d2, log2) = c2.terminate();
+    let out = Outcome::new("scale-consumer-sigkill", N, &tally, 0..N)
+        .with("killed_pid", victim)
+        .with("delivered_before_kill", before)
+        .with("killed_consumer_assignments", victim_log.matches("partitions assigned").count())
+        .with("survivor_delivered", d2)
+        .with("survivor_rebalances", log2.matches("partitions revoked").count())
+        .with("extra_copies_same_id", dups);
+    out.print();
+    assert_eq!(out.lost(), 0, "{}", out.line());
+}
+
+/// The destination refuses connections for 30 s mid-stream: the consumers stop polling, retry,
+/// and deliver everything once it is back; nothing is committed before it is delivered.
+#[test]
+fn destination_down_30s_loses_nothing() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tansu = Tansu::start(&[(TOPIC, 4)]);
+    let mock = MockHttp::start();
+    let r = Receiver::start(d, &tansu);
+    const N: u64 = 6_000;
+    let c1 = Consumer::start(d, "c1", &tansu, &mock);
+    let c2 = Consumer::start(d, "c2", &tansu, &mock);
+    let feeders = r.feed(N, 1_000);
+    mock.wait_for_records(500, Duration::from_secs(60));
+    mock.refuse_connections();
+    let at_stop = mock.accepted_records().len();
+    std::thread::sleep(Duration::from_secs(30));
+    let during = mock.accepted_records().len();
+    mock.listen_again();
+    for f in feeders {
+        f.join();
+    }
+    let tally = settle(&mock, N, || context(&r, &[&c1, &c2], &tansu));
+    let (ids, _) = receiver_ids(&tansu, N);
+    let dups = check_ids(&mock.accepted_records(), &ids);
+    let (_, d1, log1) = c1.terminate();
+    let (_, d2, log2) = c2.terminate();
+    let out = Outcome::new("scale-destination-down-30s", N, &tally, 0..N)
+        .with("accepted_before_stop", at_stop)
+        .with("accepted_while_down", during - at_stop)
+        .with("consumer1_delivered", d1)
+        .with("consumer2_delivered", d2)
+        .with("retries_logged", log1.matches("retrying in").count() + log2.matches("retrying in").count())
+        .with("extra_copies_same_id", dups);
+    out.print();
+    assert_eq!(during, at_stop, "nothing accepted while down");
+    assert_eq!(out.lost(), 0, "{}", out.line());
+}
