@@ -128,7 +128,18 @@ fn packaged_configs_load() {
         let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.batch.max_events, 1000);
         n += 1;
+        if name.starts_with("consume") {
+            // The processing tier: a [source] beside a Splunk HEC destination.
+            let s = c.source.as_ref().expect("consume.toml.example has [source]");
+            assert_eq!((s.topic.as_str(), s.group_id.as_str(), s.tls), ("qumulo-audit-envelopes", "qumulo-audit-processors", true));
+            assert!(matches!(&c.destination, Destination::Http(h) if h.preset == HttpPreset::SplunkHec) && !c.journal.enabled);
+            continue;
+        }
+        assert!(c.source.is_none(), "{name}: [source] only in consume.toml.example");
         match &c.destination {
+            Destination::Kafka(k) if k.pass_through => {
+                assert_eq!((k.key.as_str(), k.tls, k.topic.as_str()), ("{cluster}", true, "qumulo-audit-envelopes"));
+            }
             Destination::Http(h) if name.starts_with("splunk") => {
                 assert_eq!((h.preset, h.format, h.gzip, h.timeout_secs), (HttpPreset::SplunkHec, Format::Json, true, 30));
                 assert!(h.token_file.is_some() && h.tls_verify);
@@ -152,7 +163,7 @@ fn packaged_configs_load() {
             }
         }
     }
-    assert_eq!(n, 7);
+    assert_eq!(n, 9);
 }
 
 #[test]

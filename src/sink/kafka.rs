@@ -203,6 +203,7 @@ pub fn client_config(d: &KafkaDestination) -> Result<ClientConfig, ConfigError> 
         .set("acks", "all")
         .set("compression.codec", d.compression.librdkafka_name())
         .set("linger.ms", d.linger_ms.to_string())
+        .set("batch.num.messages", d.batch_records.to_string())
         .set("message.max.bytes", d.message_max_bytes.to_string())
         .set("message.timeout.ms", timeout_ms.to_string())
         .set("request.timeout.ms", timeout_ms.min(30_000).to_string())
