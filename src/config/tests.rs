@@ -175,3 +175,27 @@ fn defaults() {
     assert_eq!(c.cluster.source, ClusterSourceKind::Envelope);
     assert_eq!(c.format(), Format::Json);
 }
+
+/// `[source]` (consume mode): read with its defaults, its values checked, unknown keys refused.
+#[test]
+fn source_section() {
+    let base = "[destination]\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\n";
+    let src = "[source]\nbootstrap_servers = [\"k1:9092\"]\ntopic = \"t\"\ngroup_id = \"g\"\n";
+    let c = Config::parse(&format!("{base}{src}")).unwrap();
+    let s = c.source.unwrap();
+    assert_eq!((s.kind.as_str(), s.max_buffer_kbytes, s.linger_ms, s.max_stall_secs, s.session_timeout_secs), ("kafka", 16384, 200, 600, 10));
+    assert_eq!(s.security_protocol(), "plaintext");
+    assert!(Config::parse(base).unwrap().source.is_none());
+    for (extra, key) in [
+        ("group_id = \"\"\n", "group_id"),
+        ("linger_ms = 0\n", "linger_ms"),
+        ("sasl_mechanism = \"plain\"\n", "sasl_mechanism"),
+        ("type = \"amqp\"\n", "type"),
+    ] {
+        let text = format!("{base}{}", src.replace("group_id = \"g\"\n", "") + if key == "group_id" { "" } else { "group_id = \"g\"\n" } + extra);
+        let e = Config::parse(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(format!("source.{key}").as_str()), "{extra}: {e}");
+    }
+    let e = Config::parse(&format!("{base}{src}bogus = 1\n")).unwrap_err();
+    assert!(e.message.contains("bogus"), "{e}");
+}
