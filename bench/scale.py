@@ -67,7 +67,14 @@ def receiver(tansu, n, data, tmp):
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS")}
     d = subprocess.Popen(["rsyslogd", "-n", "-C", "-f", f"{tmp}/rsyslog.conf", "-i", f"{tmp}/rsyslogd.pid"],
                          stdout=open(f"{tmp}/daemon.out", "w"), stderr=subprocess.STDOUT, env=env)
-    counter, consumer, _ = brokers.kafka_end(f"127.0.0.1:{tansu.port}", TOPIC)
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{tansu.port}", enable_auto_commit=False, group_id=None)
+
+    def counter():
+        # The partitions are looked up at every call: right after the topic's creation the
+        # metadata may not list them all yet.
+        tps = [TopicPartition(TOPIC, p) for p in sorted(consumer.partitions_for_topic(TOPIC) or [])]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
     try:
         if not wiring.wait_ports(ports):
             raise SystemExit(f"rsyslogd did not listen; see {tmp}")
@@ -108,7 +115,7 @@ def copy_one_per_batch(tansu, n, dst):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     tansu.topic(dst, 4)
     c = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{tansu.port}", enable_auto_commit=False, group_id=None)
-    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{tansu.port}", batch_size=1, linger_ms=0, max_in_flight_requests_per_connection=1)
+    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{tansu.port}", batch_size=1, linger_ms=0)
     tps = [TopicPartition(TOPIC, i) for i in range(4)]
     c.assign(tps)
     c.seek_to_beginning(*tps)
@@ -122,6 +129,24 @@ def copy_one_per_batch(tansu, n, dst):
     c.close()
     p.close()
     assert copied == n, (copied, n)
+
+
+def produce_envelopes(tansu, data, n, dst):
+    """Writes N version-2 envelope lines (as the receiver forwards them: docs/event-schema.md) of
+    the input's messages into `dst`, event k to cluster k % 4 (one partition each), one record
+    per batch (see copy_one_per_batch); untimed."""
+    from kafka import KafkaProducer
+    tansu.topic(dst, 4)
+    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{tansu.port}", batch_size=1, linger_ms=0)
+    with open(data, "rb") as f:
+        for k, line in enumerate(f):
+            msg = line.rstrip(b"\n").split(b" qumulo", 1)[1]
+            host = line.split(b" ")[3]
+            env = b"QAB2\t2026-06-06T14:52:00+00:00/%d\t\t2026-06-06T14:52:00+00:00\t%s\t127.0.0.1\t%s\t%s" % (
+                k, CLUSTERS[k % 4].encode(), host, msg)
+            p.send(dst, value=env, key=CLUSTERS[k % 4].encode(), partition=k % 4)
+    p.flush()
+    p.close()
 
 
 def consumers(tansu, k, n, tmp, topic):
@@ -177,15 +202,34 @@ def main():
     tansu = brokers.Tansu()
     tansu.topic(TOPIC, 4)
     rows = []
+    if os.environ.get("CONSUMERS_ONLY") == "1":
+        # The processing tier alone, from envelopes written straight into the topic.
+        try:
+            print("scale: writing the envelopes (untimed)", file=sys.stderr, flush=True)
+            produce_envelopes(tansu, data, n, TOPIC + "-1")
+            for k in (1, 2, 4):
+                print(f"scale: {k} consumers ({wiring.load_str()})", file=sys.stderr, flush=True)
+                rows.append(consumers(tansu, k, n, tmp, TOPIC + "-1"))
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            tansu.stop()
+        table(rows)
+        return
     try:
+        print(f"scale: receiver tier, {n} events ({wiring.load_str()})", file=sys.stderr, flush=True)
         rows.append(receiver(tansu, n, data, tmp))
         print(json.dumps(rows[-1]), flush=True)
+        print("scale: copying the topic one record per batch (untimed)", file=sys.stderr, flush=True)
         copy_one_per_batch(tansu, n, TOPIC + "-1")
         for k in (1, 2, 4):
             rows.append(consumers(tansu, k, n, tmp, TOPIC + "-1"))
             print(json.dumps(rows[-1]), flush=True)
     finally:
         tansu.stop()
+    table(rows)
+
+
+def table(rows):
     print()
     print("| tier | events | seconds | events/s | CPU µs/event (ours) | CPU µs/event (rsyslogd) | CPU µs/event (tansu) | load |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -193,7 +237,9 @@ def main():
         ours = r.get("ours_cpu_us", r.get("consumers_cpu_us"))
         print(f"| {r['row']} | {r['n']:,} | {r['seconds']:.1f} | {r['per_s']:,.0f} | {ours:.1f} | "
               f"{r.get('rsyslogd_cpu_us', 0):.1f} | {r['broker_cpu_us']:.1f} | {r['load']} |")
-    for r in rows[1:]:
+    for r in rows:
+        if "distinct" not in r:
+            continue
         print(f"{r['row']}: distinct ids {r['distinct']:,}, duplicates {r['duplicates']}, per consumer µs/event {r['per_consumer_cpu_us']}")
 
 
