@@ -3,12 +3,14 @@
 //!
 //! Data flows one way: [`input`] (line shapes and the three Qumulo formats) -> [`event`] (the one
 //! model) -> [`classify`] -> [`format`] (one module per output format) -> `batch` -> `sink` (one
-//! module per destination) -> `omprog` (the protocol state machine that owns acknowledgement).
+//! module per destination) -> `omprog` (the protocol state machine that owns acknowledgement); `consume` reads the same
+//! envelopes from Kafka (the processing tier) with the same stages.
 
 pub mod batch;
 pub mod broker;
 pub mod classify;
 pub mod config;
+pub mod consume;
 pub mod convert;
 pub mod deadletter;
 pub mod event;

@@ -50,6 +50,14 @@ enum Command {
         #[arg(long)]
         destination: Option<String>,
     },
+    /// The processing tier: read envelopes from the config's `[source]` (a Kafka topic, in a
+    /// consumer group) and deliver them to its `[destination]`, committing offsets only after
+    /// delivery (docs/scaling.md).
+    Consume {
+        /// The TOML config: a destination config with a `[source]` section.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a destination config as omprog start-up does, changing nothing on disk (and,
     /// with --connect, open the destination: this creates the destination file).
     Check {
@@ -299,6 +307,13 @@ fn main() {
         Command::Apply { config, dry_run, restart, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd } => {
             broker::apply::run(&broker::apply::ApplyOptions { broker_toml: config, rsyslog_dir, rsyslog_conf, template_conf, rsyslogd, dry_run, restart })
         }
+        Command::Consume { config } => match Config::load(&config) {
+            Ok(cfg) => qumulo_audit_broker::consume::run(cfg),
+            Err(e) => {
+                log::error!("{e}");
+                2
+            }
+        },
     };
     std::process::exit(code);
 }

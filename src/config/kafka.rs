@@ -23,6 +23,8 @@ use crate::sink::route::RoutingKey;
 pub const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
 /// `[destination] linger_ms`.
 pub const LINGER_MS: std::ops::RangeInclusive<u64> = 0..=1000;
+/// `[destination] batch_records` (librdkafka's `batch.num.messages` bounds).
+pub const BATCH_RECORDS: std::ops::RangeInclusive<u64> = 1..=1_000_000;
 /// `[destination] message_max_bytes` (librdkafka's own bounds).
 pub const MESSAGE_MAX_BYTES: std::ops::RangeInclusive<u64> = 1000..=1_000_000_000;
 /// `[destination] max_unknown_topic`.
@@ -60,6 +62,9 @@ pub struct KafkaDestination {
     pub timeout_secs: u64,
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
+    /// Most records in one produce batch of a partition (librdkafka's `batch.num.messages`).
+    #[serde(default = "default_batch_records")]
+    pub batch_records: u64,
     #[serde(default = "default_message_max_bytes")]
     pub message_max_bytes: u64,
     /// Attempts at a record whose topic or partition the cluster does not know, before the
@@ -68,6 +73,10 @@ pub struct KafkaDestination {
     pub max_unknown_topic: u32,
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    /// Receiver tier (docs/scaling.md): each record's value is the line as received (the
+    /// envelope), not a rendered event; headers and key as usual, `format` header `envelope`.
+    #[serde(default)]
+    pub pass_through: bool,
 }
 
 /// `compression` (librdkafka's `compression.codec`).
@@ -137,6 +146,9 @@ fn default_compression() -> Compression {
 fn default_timeout_secs() -> u64 {
     30
 }
+fn default_batch_records() -> u64 {
+    10_000
+}
 fn default_linger_ms() -> u64 {
     5
 }
@@ -182,6 +194,7 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
 pub(super) fn validate(d: &KafkaDestination) -> Result<(), ConfigError> {
     within("destination", "timeout_secs", d.timeout_secs, &TIMEOUT_SECS)?;
     within("destination", "linger_ms", d.linger_ms, &LINGER_MS)?;
+    within("destination", "batch_records", d.batch_records, &BATCH_RECORDS)?;
     within("destination", "message_max_bytes", d.message_max_bytes, &MESSAGE_MAX_BYTES)?;
     within("destination", "max_unknown_topic", d.max_unknown_topic, &MAX_UNKNOWN_TOPIC)?;
     if d.bootstrap_servers.is_empty() {

@@ -13,6 +13,7 @@ pub mod amqp;
 pub mod destination;
 pub mod kafka;
 pub mod preflight;
+pub mod source;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 pub use amqp::{AmqpClusterOverride, AmqpDestination, AmqpTarget, ExchangeType, QueueType};
 pub use kafka::{Compression, KafkaDestination, SaslMechanism};
+pub use source::SourceConfig;
 pub use destination::{
     Destination, DestinationType, FileDestination, Framing, Header, HttpDestination, HttpPreset, Protocol,
     SyslogDestination,
@@ -115,6 +117,8 @@ pub struct Config {
     pub journal: JournalConfig,
     pub stats: StatsConfig,
     pub input: InputConfig,
+    /// `[source]`: read by `consume` mode only.
+    pub source: Option<SourceConfig>,
     /// Where the config was read from (not a TOML key).
     pub source_path: PathBuf,
     /// The destination's name when it comes from a `broker.toml` section (not a TOML key of the
@@ -148,6 +152,7 @@ struct Document<D> {
     stats: StatsConfig,
     #[serde(default)]
     input: InputConfig,
+    source: Option<SourceConfig>,
 }
 
 fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config, ConfigError> {
@@ -162,6 +167,7 @@ fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config
         journal: doc.journal,
         stats: doc.stats,
         input: doc.input,
+        source: doc.source,
         source_path: PathBuf::new(),
         destination_name: None,
         spool_dir: None,
@@ -330,6 +336,9 @@ impl Config {
         destination::check_keys(text, kind)?;
         let cfg = kind.parse_document(text)?;
         validate::validate(&cfg).map_err(|e| cfg.locate(e))?;
+        if let Some(s) = &cfg.source {
+            s.validate().map_err(|e| cfg.locate(e))?;
+        }
         Ok(cfg)
     }
 

@@ -128,7 +128,18 @@ fn packaged_configs_load() {
         let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.batch.max_events, 1000);
         n += 1;
+        if name.starts_with("consume") {
+            // The processing tier: a [source] beside a Splunk HEC destination.
+            let s = c.source.as_ref().expect("consume.toml.example has [source]");
+            assert_eq!((s.topic.as_str(), s.group_id.as_str(), s.tls), ("qumulo-audit-envelopes", "qumulo-audit-processors", true));
+            assert!(matches!(&c.destination, Destination::Http(h) if h.preset == HttpPreset::SplunkHec) && !c.journal.enabled);
+            continue;
+        }
+        assert!(c.source.is_none(), "{name}: [source] only in consume.toml.example");
         match &c.destination {
+            Destination::Kafka(k) if k.pass_through => {
+                assert_eq!((k.key.as_str(), k.tls, k.topic.as_str()), ("{cluster}", true, "qumulo-audit-envelopes"));
+            }
             Destination::Http(h) if name.starts_with("splunk") => {
                 assert_eq!((h.preset, h.format, h.gzip, h.timeout_secs), (HttpPreset::SplunkHec, Format::Json, true, 30));
                 assert!(h.token_file.is_some() && h.tls_verify);
@@ -152,7 +163,7 @@ fn packaged_configs_load() {
             }
         }
     }
-    assert_eq!(n, 7);
+    assert_eq!(n, 9);
 }
 
 #[test]
@@ -170,4 +181,28 @@ fn defaults() {
 fn a_broker_toml_needs_a_destination_name() {
     let e = Config::parse("[[destination]]\nname = \"x\"\ntype = \"file\"\npath = \"/tmp/x\"\n").unwrap_err();
     assert!(e.to_string().contains("--destination NAME"), "{e}");
+}
+
+/// `[source]` (consume mode): read with its defaults, its values checked, unknown keys refused.
+#[test]
+fn source_section() {
+    let base = "[destination]\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\n";
+    let src = "[source]\nbootstrap_servers = [\"k1:9092\"]\ntopic = \"t\"\ngroup_id = \"g\"\n";
+    let c = Config::parse(&format!("{base}{src}")).unwrap();
+    let s = c.source.unwrap();
+    assert_eq!((s.kind.as_str(), s.max_buffer_kbytes, s.linger_ms, s.max_stall_secs, s.session_timeout_secs), ("kafka", 16384, 200, 600, 10));
+    assert_eq!(s.security_protocol(), "plaintext");
+    assert!(Config::parse(base).unwrap().source.is_none());
+    for (extra, key) in [
+        ("group_id = \"\"\n", "group_id"),
+        ("linger_ms = 0\n", "linger_ms"),
+        ("sasl_mechanism = \"plain\"\n", "sasl_mechanism"),
+        ("type = \"amqp\"\n", "type"),
+    ] {
+        let text = format!("{base}{}", src.replace("group_id = \"g\"\n", "") + if key == "group_id" { "" } else { "group_id = \"g\"\n" } + extra);
+        let e = Config::parse(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(format!("source.{key}").as_str()), "{extra}: {e}");
+    }
+    let e = Config::parse(&format!("{base}{src}bogus = 1\n")).unwrap_err();
+    assert!(e.message.contains("bogus"), "{e}");
 }

@@ -43,7 +43,7 @@ pub(super) struct DeliveryStage {
 }
 
 /// Delivers `batch` with retries; dead-letters records the destination refuses for good.
-fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result<(), String> {
+pub(crate) fn deliver_with_retry(sink: &mut Sink, batch: &Batch, shared: &Shared) -> Result<(), String> {
     let retry = &shared.cfg.retry;
     let started = Instant::now();
     let mut pending: Vec<usize> = (0..batch.len()).collect();

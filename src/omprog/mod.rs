@@ -25,8 +25,8 @@
 //! instances' journals); this file sets everything up before the handshake and owns signals
 //! and the stats line.
 
-mod delivery;
-mod pipeline;
+pub(crate) mod delivery;
+pub(crate) mod pipeline;
 mod protocol;
 
 use std::io::{self, BufReader, Write};
@@ -44,22 +44,22 @@ use crate::stats::Stats;
 
 use self::protocol::serve;
 
-/// Shared state of one running instance.
-struct Shared {
-    stats: Arc<Stats>,
-    dead: DeadLetter,
-    shutdown: AtomicBool,
-    hup: Arc<AtomicBool>,
+/// Shared state of one running instance (omprog or `consume` mode).
+pub(crate) struct Shared {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) dead: DeadLetter,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) hup: Arc<AtomicBool>,
     /// Held by the delivery stage while it writes to the destination, so SIGTERM does not cut
     /// a record in half.
     delivering: Mutex<()>,
     /// This instance's state file for `status` (none when `[stats] state = false`).
     state: Option<StateFile>,
-    cfg: Config,
+    pub(crate) cfg: Config,
 }
 
 impl Shared {
-    fn write_state(&self, exited: bool) {
+    pub(crate) fn write_state(&self, exited: bool) {
         if let Some(s) = &self.state {
             s.write(&self.stats, exited);
         }
@@ -75,8 +75,8 @@ struct Setup {
 }
 
 /// Checks what the config needs from the machine ([`preflight::check`], as `check` does), then
-/// creates it: the destination, the dead-letter file, the journal.
-fn setup(cfg: Config) -> Result<Setup, ConfigError> {
+/// creates the destination and the dead-letter file: what omprog and `consume` modes share.
+pub(crate) fn build(cfg: Config) -> Result<(Sink, Encoder, Arc<Shared>), ConfigError> {
     preflight::check(&cfg)?;
     let sink = Sink::from_config(&cfg).map_err(|e| cfg.locate(e))?;
     let encoder = Encoder::from_config(&cfg);
@@ -86,6 +86,33 @@ fn setup(cfg: Config) -> Result<Setup, ConfigError> {
         let msg = format!("[dead_letter] path: cannot open dead-letter file {}: {e}", path.unwrap_or_default().display());
         cfg.locate(ConfigError::new(msg).with_key("dead_letter.path"))
     })?;
+    let state = cfg.state_dir().and_then(|dir| match std::fs::create_dir_all(&dir) {
+        Ok(()) => {
+            fold_exited(&dir);
+            Some(StateFile::new(&dir, &cfg.name()))
+        }
+        Err(e) => {
+            log::warn!("[stats] state_dir: cannot create {}: {e}; `status` will not see this instance", dir.display());
+            None
+        }
+    });
+    // The caller writes the first state file once everything else it needs is up.
+    let shared = Arc::new(Shared {
+        stats,
+        dead,
+        shutdown: AtomicBool::new(false),
+        hup: Arc::new(AtomicBool::new(false)),
+        delivering: Mutex::new(()),
+        state,
+        cfg,
+    });
+    Ok((sink, encoder, shared))
+}
+
+/// [`build`], then the journal.
+fn setup(cfg: Config) -> Result<Setup, ConfigError> {
+    let (sink, encoder, shared) = build(cfg)?;
+    let cfg = &shared.cfg;
     let journal = if cfg.journal.enabled {
         let dir = cfg.journal_dir();
         let j = Journal::open(&dir, cfg.journal.max_bytes, cfg.journal.fsync).map_err(|e| {
@@ -97,25 +124,6 @@ fn setup(cfg: Config) -> Result<Setup, ConfigError> {
         log::warn!("[journal] enabled = false: events accepted in a transaction are lost if this program dies before COMMIT (rsyslog issue #2420)");
         None
     };
-    let state = cfg.state_dir().and_then(|dir| match std::fs::create_dir_all(&dir) {
-        Ok(()) => {
-            fold_exited(&dir);
-            Some(StateFile::new(&dir, &cfg.name()))
-        }
-        Err(e) => {
-            log::warn!("[stats] state_dir: cannot create {}: {e}; `status` will not see this instance", dir.display());
-            None
-        }
-    });
-    let shared = Arc::new(Shared {
-        stats,
-        dead,
-        shutdown: AtomicBool::new(false),
-        hup: Arc::new(AtomicBool::new(false)),
-        delivering: Mutex::new(()),
-        state,
-        cfg,
-    });
     shared.write_state(false);
     Ok(Setup { sink, encoder, journal, shared })
 }
@@ -213,7 +221,7 @@ fn install_signals(shared: &Arc<Shared>) {
 
 /// Prints the stats line every `[stats] interval_secs` (0: never) and rewrites the state file
 /// within 2 s of a change; stops with the process.
-fn spawn_stats(shared: Arc<Shared>) -> Option<thread::JoinHandle<()>> {
+pub(crate) fn spawn_stats(shared: Arc<Shared>) -> Option<thread::JoinHandle<()>> {
     let every = shared.cfg.stats.interval_secs;
     if every == 0 && shared.state.is_none() {
         return None;

@@ -41,7 +41,7 @@ pub(super) fn fallback_cluster_of(cfg: &Config) -> String {
 }
 
 /// Parses lines into `batch`; dead-letters bad lines. Returns nothing: full batches are sent.
-pub(super) struct Renderer {
+pub(crate) struct Renderer {
     parser: Parser,
     opts: ParserOptions,
     filter: Filter,
@@ -51,7 +51,7 @@ pub(super) struct Renderer {
 }
 
 impl Renderer {
-    pub(super) fn new(cfg: &Config, encoder: Encoder) -> Renderer {
+    pub(crate) fn new(cfg: &Config, encoder: Encoder) -> Renderer {
         let opts = cfg.parser_options();
         Renderer {
             parser: Parser::new(opts.clone()),
@@ -64,7 +64,7 @@ impl Renderer {
     }
 
     /// Adds one line's record to `batch` (or dead-letters / filters it).
-    pub(super) fn add(&mut self, line: &[u8], batch: &mut Batch, shared: &Shared) {
+    pub(crate) fn add(&mut self, line: &[u8], batch: &mut Batch, shared: &Shared) {
         let stats = &shared.stats;
         match self.parser.parse(line, &mut self.event) {
             Ok(Parsed::Event) => {
@@ -74,7 +74,7 @@ impl Renderer {
                     return;
                 }
                 let start = batch.begin_record();
-                self.encoder.encode(&self.event, &mut self.rendered, &mut batch.buf);
+                self.encoder.encode_from(&self.event, line, &mut self.rendered, &mut batch.buf);
                 batch.end_record(start);
             }
             Ok(Parsed::Skip) => {}

@@ -74,12 +74,25 @@ const COUNTS_MAX: usize = 100_000;
 pub struct KafkaEncoder {
     format: Format,
     key: RoutingKey,
+    /// `pass_through = true`: the value is the input line itself (see [`KafkaEncoder::encode_line`]).
+    pub pass_through: bool,
 }
 
 impl KafkaEncoder {
     /// The template was validated at config load; one that still fails routes by the default.
     pub fn new(d: &KafkaDestination) -> KafkaEncoder {
-        KafkaEncoder { format: d.format, key: RoutingKey::parse(&d.key).unwrap_or_else(|_| RoutingKey::fallback()) }
+        KafkaEncoder { format: d.format, key: RoutingKey::parse(&d.key).unwrap_or_else(|_| RoutingKey::fallback()), pass_through: d.pass_through }
+    }
+
+    /// Pass-through (the receiver tier): the [`record`] header of the parsed event (its id fixed
+    /// here, so every copy downstream carries the same `event-id`), then `line`, the envelope as
+    /// received. A consumer parses the value again and derives the same id from it.
+    pub fn encode_line(&self, ev: &Event, line: &[u8], out: &mut Vec<u8>) {
+        let mut k = String::new();
+        self.key.render(ev, &mut k);
+        let ts = ev.time.unwrap_or_else(crate::time::Timestamp::now).secs.max(0) as u64;
+        record::put_header(out, &ev.cluster, &k, &ev.id, ts);
+        out.extend_from_slice(line);
     }
 
     pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
@@ -201,6 +214,7 @@ pub fn client_config(d: &KafkaDestination) -> Result<ClientConfig, ConfigError> 
         .set("acks", "all")
         .set("compression.codec", d.compression.librdkafka_name())
         .set("linger.ms", d.linger_ms.to_string())
+        .set("batch.num.messages", d.batch_records.to_string())
         .set("message.max.bytes", d.message_max_bytes.to_string())
         .set("message.timeout.ms", timeout_ms.to_string())
         .set("request.timeout.ms", timeout_ms.min(30_000).to_string())
@@ -237,7 +251,7 @@ impl KafkaSink {
             producer: None,
             topic: d.topic.clone(),
             describe: d.describe(),
-            format: crate::config::destination::name_of(&d.format),
+            format: if d.pass_through { "envelope".into() } else { crate::config::destination::name_of(&d.format) },
             timeout: Duration::from_secs(d.timeout_secs),
             attempts: 0,
             max_unknown_topic: d.max_unknown_topic,

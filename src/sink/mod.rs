@@ -90,6 +90,15 @@ impl Encoder {
             Encoder::Kafka(e) => e.encode(ev, rendered, out),
         }
     }
+
+    /// As [`Encoder::encode`], with the line `ev` was parsed from: a pass-through `kafka`
+    /// destination forwards the line itself (the receiver tier), every other encoder renders.
+    pub fn encode_from(&self, ev: &Event, line: &[u8], rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
+        match self {
+            Encoder::Kafka(e) if e.pass_through => e.encode_line(ev, line, out),
+            _ => self.encode(ev, rendered, out),
+        }
+    }
 }
 
 pub enum Sink {

@@ -1,0 +1,247 @@
+"""Scaling past one host (docs/scaling.md): throughput and CPU per event of the receiver tier and
+of 1, 2 and 4 `consume` processes, on this machine.
+
+    QAB_BIN=target/release/qumulo-audit-broker python3 bench/scale.py [N]   # default N = 200,000
+
+1. Receiver tier: rsyslogd with the shipped wiring (`wiring.shipped_conf`) and the receiver
+   action of `rsyslog.d/27-dest-kafka-receiver.conf.example` (paths and ports replaced), its
+   `kafka` destination in pass-through mode, into a local `tansu` (memory storage) topic with 4
+   partitions; the input (`gen.py qcsv`, N events) is spread over 4 clusters on 4 TCP inputs
+   (one per partition). Done when the topic's end offsets sum to N. CPU: rsyslogd, our
+   program (all instances) and tansu, from the first byte to the last record.
+2. Processing tier: for k = 1, 2, 4, k `consume` processes of a fresh consumer group read the
+   whole topic (N envelopes) and deliver to one file destination (JSON, no fsync); done when
+   the file holds N lines. CPU: the k consumers (utime+stime) and tansu. The lines are counted,
+   then every event number is checked present once.
+
+Prints one JSON object per row and a Markdown table for BENCHMARKS.md. The machine has 2 cores
+shared with other work: the load average is printed with each row.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import brokers  # noqa: E402
+import wiring  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.environ.get("QAB_BIN", os.path.join(ROOT, "target/release/qumulo-audit-broker"))
+CLUSTERS = ["cl0", "cl4", "cl1", "cl5"]  # crc32 % 4 = 0, 1, 2, 3: one partition each
+TOPIC = "qab-envelopes"
+
+
+def gen(n, path):
+    if not os.path.exists(path):
+        subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), "qcsv", str(n), path], check=True)
+    return path
+
+
+def receiver_conf(tmp, ports, cfg):
+    """rsyslog.conf from the shipped files (`wiring.shipped_conf`) with the receiver action of
+    27-dest-kafka-receiver.conf.example; the four clusters renamed so they hash to four partitions."""
+    conf = wiring.shipped_conf(tmp, ports, [f"{BIN} omprog --config {cfg}"], dest_rel="rsyslog.d/27-dest-kafka-receiver.conf.example")
+    for i, c in enumerate(CLUSTERS):
+        conf = conf.replace(f'"c{i}"', f'"{c}"')
+    return conf
+
+
+def receiver(tansu, n, data, tmp):
+    os.makedirs(f"{tmp}/queue", exist_ok=True)
+    os.makedirs(f"{tmp}/spool", exist_ok=True)
+    cfg = f"{tmp}/kafka-receiver.toml"
+    open(cfg, "w").write(
+        f'[destination]\ntype = "kafka"\npass_through = true\nbootstrap_servers = ["127.0.0.1:{tansu.port}"]\ntopic = "{TOPIC}"\n'
+        f'[dead_letter]\npath = "{tmp}/dead-letter.ndjson"\n[journal]\ndir = "{tmp}/journal"\n[stats]\ninterval_secs = 0\n')
+    ports = [wiring.free_port() for _ in CLUSTERS]
+    open(f"{tmp}/rsyslog.conf", "w").write(receiver_conf(tmp, ports, cfg))
+    chk = subprocess.run(["rsyslogd", "-N1", "-f", f"{tmp}/rsyslog.conf"], capture_output=True, text=True)
+    if chk.returncode != 0:
+        raise SystemExit(f"rsyslogd -N1:\n{chk.stdout}{chk.stderr}\n(config in {tmp})")
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS")}
+    d = subprocess.Popen(["rsyslogd", "-n", "-C", "-f", f"{tmp}/rsyslog.conf", "-i", f"{tmp}/rsyslogd.pid"],
+                         stdout=open(f"{tmp}/daemon.out", "w"), stderr=subprocess.STDOUT, env=env)
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{tansu.port}", enable_auto_commit=False, group_id=None)
+
+    def counter():
+        # The partitions are looked up at every call: right after the topic's creation the
+        # metadata may not list them all yet.
+        tps = [TopicPartition(TOPIC, p) for p in sorted(consumer.partitions_for_topic(TOPIC) or [])]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
+    try:
+        if not wiring.wait_ports(ports):
+            raise SystemExit(f"rsyslogd did not listen; see {tmp}")
+        time.sleep(0.5)
+        cpu0, bcpu0 = wiring.proc_stat(d.pid)[1], brokers.tree_cpu(tansu.p.pid)
+        t0 = time.monotonic()
+        senders = [subprocess.Popen([sys.executable, f"{HERE}/sender.py", ",".join(map(str, ports)), data], stdout=subprocess.DEVNULL)]
+        kids = {}
+        while counter() < n:
+            for pid in wiring.children_of(d.pid):
+                st = wiring.proc_stat(pid)
+                if st:
+                    kids[pid] = st[1]
+            if time.monotonic() - t0 > 300:
+                raise SystemExit(f"receiver: {counter()} of {n} after 300 s; see {tmp}")
+            time.sleep(0.05)
+        secs = time.monotonic() - t0
+        for pid in wiring.children_of(d.pid):
+            st = wiring.proc_stat(pid)
+            if st:
+                kids[pid] = st[1]
+        dcpu, bcpu = wiring.proc_stat(d.pid)[1] - cpu0, brokers.tree_cpu(tansu.p.pid) - bcpu0
+        for s in senders:
+            s.wait(timeout=60)
+    finally:
+        d.send_signal(signal.SIGTERM)
+        d.wait(timeout=30)
+        consumer.close()
+    return dict(row="receiver", n=n, seconds=secs, per_s=n / secs, rsyslogd_cpu_us=dcpu / n * 1e6,
+                ours_cpu_us=sum(kids.values()) / n * 1e6, broker_cpu_us=bcpu / n * 1e6, load=wiring.load_str())
+
+
+def copy_one_per_batch(tansu, n, dst):
+    """Copies the receiver's topic into `dst`, one record per record batch (kafka-python, batch_size
+    1): tansu 0.6.0 answers a fetch from inside a stored batch with the next batch, which stalls
+    a consumer that resumes from a commit made mid-batch after a rebalance (src/consume.rs
+    `Expected`; tests/scale.rs). Apache Kafka does not need this; untimed."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    tansu.topic(dst, 4)
+    c = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{tansu.port}", enable_auto_commit=False, group_id=None)
+    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{tansu.port}", batch_size=1, linger_ms=0)
+    tps = [TopicPartition(TOPIC, i) for i in range(4)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    end, copied = c.end_offsets(tps), 0
+    while any(c.position(tp) < end[tp] for tp in tps):
+        for tp, msgs in c.poll(timeout_ms=500, max_records=5000).items():
+            for m in msgs:
+                p.send(dst, value=m.value, key=m.key, partition=tp.partition, headers=m.headers)
+                copied += 1
+    p.flush()
+    c.close()
+    p.close()
+    assert copied == n, (copied, n)
+
+
+def produce_envelopes(tansu, data, n, dst):
+    """Writes N version-2 envelope lines (as the receiver forwards them: docs/event-schema.md) of
+    the input's messages into `dst`, event k to cluster k % 4 (one partition each), one record
+    per batch (see copy_one_per_batch); untimed."""
+    from kafka import KafkaProducer
+    tansu.topic(dst, 4)
+    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{tansu.port}", batch_size=1, linger_ms=0)
+    with open(data, "rb") as f:
+        for k, line in enumerate(f):
+            msg = line.rstrip(b"\n").split(b" qumulo", 1)[1]
+            host = line.split(b" ")[3]
+            env = b"QAB2\t2026-06-06T14:52:00+00:00/%d\t\t2026-06-06T14:52:00+00:00\t%s\t127.0.0.1\t%s\t%s" % (
+                k, CLUSTERS[k % 4].encode(), host, msg)
+            p.send(dst, value=env, key=CLUSTERS[k % 4].encode(), partition=k % 4)
+    p.flush()
+    p.close()
+
+
+def consumers(tansu, k, n, tmp, topic):
+    out = f"{tmp}/out-{k}.ndjson"
+    procs = []
+    for i in range(k):
+        cfg = f"{tmp}/consume-{k}-{i}.toml"
+        open(cfg, "w").write(
+            f'[source]\nbootstrap_servers = ["127.0.0.1:{tansu.port}"]\ntopic = "{topic}"\ngroup_id = "bench-{k}"\n'
+            f'[destination]\ntype = "file"\npath = "{out}"\nformat = "json"\n[batch]\nmax_events = 1000\n'
+            f'[dead_letter]\npath = "{tmp}/dead-{k}.ndjson"\n[journal]\nenabled = false\n[stats]\ninterval_secs = 0\n')
+        log = open(f"{tmp}/consume-{k}-{i}.log", "w")
+        procs.append(subprocess.Popen([BIN, "consume", "--config", cfg], stdout=log, stderr=subprocess.STDOUT))
+    bcpu0 = brokers.tree_cpu(tansu.p.pid)
+    t0 = time.monotonic()
+    cpu = {}
+    count = wiring.Counter([out]).count
+    while count() < n:
+        for p in procs:
+            st = wiring.proc_stat(p.pid)
+            if st:
+                cpu[p.pid] = st[1]
+        if time.monotonic() - t0 > 300:
+            raise SystemExit(f"{k} consumers: {count()} of {n} after 300 s; see {tmp}")
+        time.sleep(0.05)
+    secs = time.monotonic() - t0
+    for p in procs:
+        st = wiring.proc_stat(p.pid)
+        if st:
+            cpu[p.pid] = st[1]
+    bcpu = brokers.tree_cpu(tansu.p.pid) - bcpu0
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=30)
+    nums = {}
+    with open(out) as f:
+        for line in f:
+            key = json.loads(line).get("id")
+            nums[key] = nums.get(key, 0) + 1
+    dup = sum(c - 1 for c in nums.values())
+    per_consumer = [round(c / n * 1e6, 2) for c in cpu.values()]
+    return dict(row=f"{k} consumer{'s' if k > 1 else ''}", n=n, seconds=secs, per_s=n / secs, consumers_cpu_us=sum(cpu.values()) / n * 1e6,
+                per_consumer_cpu_us=per_consumer, broker_cpu_us=bcpu / n * 1e6, distinct=len(nums), duplicates=dup,
+                load=wiring.load_str())
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
+    data = gen(n, os.path.join(HERE, "data", f"qcsv-{n}.log"))
+    tmp = tempfile.mkdtemp(prefix="qab-scale-")
+    tansu = brokers.Tansu()
+    tansu.topic(TOPIC, 4)
+    rows = []
+    if os.environ.get("CONSUMERS_ONLY") == "1":
+        # The processing tier alone, from envelopes written straight into the topic.
+        try:
+            print("scale: writing the envelopes (untimed)", file=sys.stderr, flush=True)
+            produce_envelopes(tansu, data, n, TOPIC + "-1")
+            for k in (1, 2, 4):
+                print(f"scale: {k} consumers ({wiring.load_str()})", file=sys.stderr, flush=True)
+                rows.append(consumers(tansu, k, n, tmp, TOPIC + "-1"))
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            tansu.stop()
+        table(rows)
+        return
+    try:
+        print(f"scale: receiver tier, {n} events ({wiring.load_str()})", file=sys.stderr, flush=True)
+        rows.append(receiver(tansu, n, data, tmp))
+        print(json.dumps(rows[-1]), flush=True)
+        print("scale: copying the topic one record per batch (untimed)", file=sys.stderr, flush=True)
+        copy_one_per_batch(tansu, n, TOPIC + "-1")
+        for k in (1, 2, 4):
+            rows.append(consumers(tansu, k, n, tmp, TOPIC + "-1"))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        tansu.stop()
+    table(rows)
+
+
+def table(rows):
+    print()
+    print("| tier | events | seconds | events/s | CPU µs/event (ours) | CPU µs/event (rsyslogd) | CPU µs/event (tansu) | load |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        ours = r.get("ours_cpu_us", r.get("consumers_cpu_us"))
+        print(f"| {r['row']} | {r['n']:,} | {r['seconds']:.1f} | {r['per_s']:,.0f} | {ours:.1f} | "
+              f"{r.get('rsyslogd_cpu_us', 0):.1f} | {r['broker_cpu_us']:.1f} | {r['load']} |")
+    for r in rows:
+        if "distinct" not in r:
+            continue
+        print(f"{r['row']}: distinct ids {r['distinct']:,}, duplicates {r['duplicates']}, per consumer µs/event {r['per_consumer_cpu_us']}")
+
+
+if __name__ == "__main__":
+    main()
