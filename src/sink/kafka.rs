@@ -144,9 +144,17 @@ struct Reports {
 #[derive(Default)]
 pub struct Context {
     reports: Mutex<Reports>,
+    /// The last client-level error librdkafka reported (e.g. a TLS handshake that failed), for
+    /// `check --connect`, whose metadata error alone says only "BrokerTransportFailure".
+    last_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log::error!("librdkafka: {error}: {reason}");
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+    }
+}
 
 impl ProducerContext for Context {
     /// `attempt << 32 | position in the attempt`.
@@ -387,7 +395,11 @@ impl KafkaSink {
     pub fn check(&mut self) -> Result<String, String> {
         let (topic, timeout, describe) = (self.topic.clone(), self.timeout.min(Duration::from_secs(30)), self.describe.clone());
         let producer = self.producer()?;
-        let md = producer.client().fetch_metadata(Some(&topic), timeout).map_err(|e| format!("{describe}: no metadata: {e}"));
+        let md = producer.client().fetch_metadata(Some(&topic), timeout).map_err(|e| {
+            producer.poll(Duration::from_millis(100)); // serves the error callbacks: the reason, if librdkafka gave one
+            let why = producer.context().last_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+            format!("{describe}: no metadata: {e}{}", why.map(|w| format!(" (last error: {w})")).unwrap_or_default())
+        });
         self.disconnect();
         let md = md?;
         let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("{describe}: the cluster did not describe topic {topic:?}"))?;

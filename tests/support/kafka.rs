@@ -38,6 +38,11 @@ pub fn available() -> Result<(), String> {
 pub struct Tansu {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The port advertised in metadata: `port`, or a TLS terminator's in front of it
+    /// ([`Tansu::start_behind`]).
+    pub advertised_port: u16,
+    /// `--authentication` (SASL required of every client).
+    pub authentication: bool,
     /// Topics and their partition counts, created at every start.
     topics: Vec<(String, u32)>,
     child: Option<Child>,
@@ -47,12 +52,22 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker and creates `topics` (name, partitions).
     pub fn start(topics: &[(&str, u32)]) -> Tansu {
+        Tansu::start_behind(topics, None, false)
+    }
+
+    /// Starts a broker that advertises `advertised_port` (a proxy's, e.g. a TLS terminator's)
+    /// when given, and requires SASL with `authentication` (then `tansu topic create` cannot
+    /// authenticate: create no topics here).
+    pub fn start_behind(topics: &[(&str, u32)], advertised_port: Option<u16>, authentication: bool) -> Tansu {
         if let Err(e) = available() {
             panic!("{e}");
         }
+        let port = super::free_port();
         let mut t = Tansu {
             dir: tempfile::Builder::new().prefix("qab-tansu-").tempdir().expect("tempdir"),
-            port: super::free_port(),
+            port,
+            advertised_port: advertised_port.unwrap_or(port),
+            authentication,
             topics: topics.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
             child: None,
             starts: 0,
@@ -80,7 +95,9 @@ impl Tansu {
         let bin = binary().expect("tansu installed");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("tansu.out");
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &self.url(), "--advertised-listener-url", &self.url(), "--storage-engine", "memory://tansu/"])
+            .args(["broker", "--listener-url", &self.url(), "--advertised-listener-url", &format!("tcp://127.0.0.1:{}", self.advertised_port)])
+            .args(["--storage-engine", "memory://tansu/"])
+            .args(self.authentication.then_some("--authentication"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
@@ -177,8 +194,9 @@ const READER: &str = r#"
 import json, sys, time
 from kafka import KafkaConsumer, TopicPartition
 bootstrap, topic = sys.argv[1], sys.argv[2]
+more = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                  auto_offset_reset="earliest", request_timeout_ms=20000, fetch_max_wait_ms=50)
+                  auto_offset_reset="earliest", request_timeout_ms=20000, fetch_max_wait_ms=50, **more)
 parts = c.partitions_for_topic(topic)
 if parts is None:
     sys.exit("topic %s unknown to the broker" % topic)
@@ -215,7 +233,12 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Rec> {
 }
 
 pub fn try_read_all(bootstrap: &str, topic: &str) -> Result<Vec<Rec>, String> {
-    let out = Command::new("python3").args(["-c", READER, bootstrap, topic]).stdin(Stdio::null()).output().map_err(|e| format!("python3: {e}"))?;
+    try_read_all_with(bootstrap, topic, &serde_json::json!({}))
+}
+
+/// [`try_read_all`] with more `KafkaConsumer` arguments (e.g. `security_protocol`, `ssl_cafile`).
+pub fn try_read_all_with(bootstrap: &str, topic: &str, more: &serde_json::Value) -> Result<Vec<Rec>, String> {
+    let out = Command::new("python3").args(["-c", READER, bootstrap, topic, &more.to_string()]).stdin(Stdio::null()).output().map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
         return Err(format!("kafka-python reader ({bootstrap} {topic}): {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
