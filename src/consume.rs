@@ -50,6 +50,7 @@ use crate::config::{Config, ConfigError, SourceConfig};
 use crate::omprog::delivery::deliver_with_retry;
 use crate::omprog::pipeline::Renderer;
 use crate::omprog::{build, spawn_stats, Shared};
+use crate::sink::kafka::Security;
 use crate::sink::Sink;
 
 /// Counts rebalances (revocations and assignments) so the main loop knows its partial batch and
@@ -104,18 +105,15 @@ pub fn client_config(s: &SourceConfig) -> Result<ClientConfig, ConfigError> {
         .set("reconnect.backoff.max.ms", "2000")
         .set("security.protocol", s.security_protocol())
         .set("log.connection.close", "false");
-    if s.tls {
-        let ca = s.ca_file.as_ref().map_or_else(|| "probe".to_string(), |p| p.display().to_string());
-        c.set("ssl.ca.location", ca);
-        if let (Some(cert), Some(key)) = (&s.cert_file, &s.key_file) {
-            c.set("ssl.certificate.location", cert.display().to_string()).set("ssl.key.location", key.display().to_string());
-        }
+    Security {
+        section: "source",
+        tls: s.tls,
+        ca_file: s.ca_file.as_deref(),
+        cert_file: s.cert_file.as_deref(),
+        key_file: s.key_file.as_deref(),
+        sasl: s.sasl_mechanism.zip(s.user.as_deref()).zip(s.password_file.as_deref()).map(|((m, u), p)| (m, u, p)),
     }
-    if let (Some(m), Some(user), Some(pf)) = (s.sasl_mechanism, &s.user, &s.password_file) {
-        let password = crate::config::read_secret(pf)
-            .map_err(|e| ConfigError::new(format!("[source] password_file: {}", e.message)).with_key("source.password_file"))?;
-        c.set("sasl.mechanism", m.librdkafka_name()).set("sasl.username", user).set("sasl.password", password);
-    }
+    .apply(&mut c)?;
     Ok(c)
 }
 

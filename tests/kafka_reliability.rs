@@ -23,7 +23,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::kafka::{read_all, try_read_all, Tansu};
@@ -89,20 +90,34 @@ fn kafka_broker_stopped_for_20s_loses_nothing() {
     let rpid = r.pid().expect("rsyslogd runs");
     let feeder = Feeder::start(r.addr(), good_lines(0..N), Pace::PerSecond(500));
     wait_sent(&feeder, 1_000);
-    // Freeze every instance (new ones too), let the broker finish what was sent, read it all.
-    let mut frozen: Vec<u32> = Vec::new();
-    loop {
-        let new: Vec<u32> = broker_children(rpid).into_iter().filter(|p| !frozen.contains(p)).collect();
-        if new.is_empty() && !frozen.is_empty() {
-            break;
-        }
-        signal(&new, libc::SIGSTOP);
-        frozen.extend(new);
-        std::thread::sleep(Duration::from_millis(1000));
+    // Freeze every instance, and every instance rsyslog starts later (a second worker starts
+    // once 1,000 lines wait), until the broker is down: nothing is produced while the topic is
+    // read, so what the read sees is all the first broker run will ever hold.
+    let frozen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let thaw = Arc::new(AtomicBool::new(false));
+    let freezer = {
+        let (frozen, thaw) = (frozen.clone(), thaw.clone());
+        std::thread::spawn(move || {
+            while !thaw.load(Ordering::SeqCst) {
+                let mut f = frozen.lock().unwrap();
+                let new: Vec<u32> = broker_children(rpid).into_iter().filter(|p| !f.contains(p)).collect();
+                signal(&new, libc::SIGSTOP);
+                f.extend(new);
+                drop(f);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    while frozen.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_millis(1000)); // the broker finishes what was sent
     let before = read_all(&tansu.bootstrap(), TOPIC);
     let before_stop: Vec<String> = before.into_iter().map(|r| r.value).collect();
     tansu.stop();
+    thaw.store(true, Ordering::SeqCst);
+    freezer.join().unwrap();
+    let frozen = frozen.lock().unwrap().clone();
     signal(&frozen, libc::SIGCONT);
     let down_at = feeder.sent();
     std::thread::sleep(Duration::from_secs(20));

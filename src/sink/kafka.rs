@@ -233,20 +233,50 @@ pub fn client_config(d: &KafkaDestination) -> Result<ClientConfig, ConfigError> 
         .set("reconnect.backoff.max.ms", "2000")
         .set("security.protocol", d.security_protocol())
         .set("log.connection.close", "false");
-    if d.tls {
-        // Without ca_file, the system's CA store (the vendored OpenSSL has no default path of its own).
-        let ca = d.ca_file.as_ref().map_or_else(|| "probe".to_string(), |p| p.display().to_string());
-        c.set("ssl.ca.location", ca);
-        if let (Some(cert), Some(key)) = (&d.cert_file, &d.key_file) {
-            c.set("ssl.certificate.location", cert.display().to_string()).set("ssl.key.location", key.display().to_string());
-        }
+    Security {
+        section: "destination",
+        tls: d.tls,
+        ca_file: d.ca_file.as_deref(),
+        cert_file: d.cert_file.as_deref(),
+        key_file: d.key_file.as_deref(),
+        sasl: d.sasl_mechanism.zip(d.user.as_deref()).zip(d.password_file.as_deref()).map(|((m, u), p)| (m, u, p)),
     }
-    if let (Some(m), Some(user), Some(pf)) = (d.sasl_mechanism, &d.user, &d.password_file) {
-        let password = crate::config::read_secret(pf)
-            .map_err(|e| ConfigError::new(format!("[destination] password_file: {}", e.message)).with_key("destination.password_file"))?;
-        c.set("sasl.mechanism", m.librdkafka_name()).set("sasl.username", user).set("sasl.password", password);
-    }
+    .apply(&mut c)?;
     Ok(c)
+}
+
+/// The TLS and SASL settings of a Kafka client: the `kafka` destination's producer and
+/// `consume`'s `[source]` consumer set them the same way (one place, so they cannot drift).
+pub(crate) struct Security<'a> {
+    /// The config section, for errors (`destination`, `source`).
+    pub section: &'static str,
+    pub tls: bool,
+    pub ca_file: Option<&'a std::path::Path>,
+    pub cert_file: Option<&'a std::path::Path>,
+    pub key_file: Option<&'a std::path::Path>,
+    /// Mechanism, user and password file, when all three are set.
+    pub sasl: Option<(crate::config::SaslMechanism, &'a str, &'a std::path::Path)>,
+}
+
+impl Security<'_> {
+    pub(crate) fn apply(&self, c: &mut ClientConfig) -> Result<(), ConfigError> {
+        if self.tls {
+            // Without ca_file, the system's CA store (the vendored OpenSSL has no default path of its own).
+            let ca = self.ca_file.map_or_else(|| "probe".to_string(), |p| p.display().to_string());
+            c.set("ssl.ca.location", ca);
+            if let (Some(cert), Some(key)) = (self.cert_file, self.key_file) {
+                c.set("ssl.certificate.location", cert.display().to_string()).set("ssl.key.location", key.display().to_string());
+            }
+        }
+        if let Some((m, user, pf)) = self.sasl {
+            let section = self.section;
+            let password = crate::config::read_secret(pf).map_err(|e| {
+                ConfigError::new(format!("[{section}] password_file: {}", e.message)).with_key(format!("{section}.password_file"))
+            })?;
+            c.set("sasl.mechanism", m.librdkafka_name()).set("sasl.username", user).set("sasl.password", password);
+        }
+        Ok(())
+    }
 }
 
 impl KafkaSink {
