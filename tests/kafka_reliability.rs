@@ -111,8 +111,19 @@ fn kafka_broker_stopped_for_20s_loses_nothing() {
     while frozen.lock().unwrap().is_empty() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(1000)); // the broker finishes what was sent
-    let before = read_all(&tansu.bootstrap(), TOPIC);
+    // The broker finishes what was sent before the freeze (under load it may still be storing
+    // a produce request whose acknowledgement our frozen producer will read after the thaw):
+    // read until two reads a second apart agree.
+    let mut before = read_all(&tansu.bootstrap(), TOPIC);
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(1000));
+        let again = read_all(&tansu.bootstrap(), TOPIC);
+        let stable = again.len() == before.len();
+        before = again;
+        if stable {
+            break;
+        }
+    }
     let before_stop: Vec<String> = before.into_iter().map(|r| r.value).collect();
     tansu.stop();
     thaw.store(true, Ordering::SeqCst);
