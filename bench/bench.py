@@ -185,6 +185,8 @@ def bench_wiring(wiring):
     out["peers"] = {k: merge_rounds(v) for k, v in runs.items()}
 
     out["costs"], out["variant_names"] = bench_costs(wiring, wire)
+    import queue_memory
+    out["queue_memory"] = queue_memory.run(wire, N_E2E)
 
     # How the cost grows: our binary with the shipped default (fsync on).
     scale = {}

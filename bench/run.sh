@@ -9,6 +9,9 @@
 #   bench/run.sh brokers    # only section 7 (file vs amqp vs kafka destinations), replaced in BENCHMARKS.md
 #                           # (QUICK=1 for the smoke size); needs rabbitmq-server, tansu and kafka-python,
 #                           # a missing one is named in the section instead
+#   bench/run.sh scale      # only section 8 (receiver tier and 1, 2, 4 `consume` processes through
+#                           # Kafka, bench/scale.py), replaced in BENCHMARKS.md; needs tansu and
+#                           # kafka-python; SCALE_N=events (default 1,000,000; QUICK=1: 100,000)
 #   KEEP=1 bench/run.sh     # keep each end-to-end run's temp dir (rsyslog.conf, logs, outputs)
 #
 # Needs: cargo, gcc, python3 (stdlib only), rsyslogd (imtcp, omprog, mmnormalize); valgrind for the
@@ -34,6 +37,10 @@ if [ -z "${QAB_BIN:-}" ]; then
   QAB_BIN="$PWD/target/release/qumulo-audit-broker"
 fi
 export QAB_BIN
+if [ "${1:-}" = scale ]; then
+  export SCALE_WRITE=1 BENCH_COMMAND="${QUICK:+QUICK=1 }bench/run.sh scale${SCALE_N:+ (SCALE_N=$SCALE_N)}"
+  exec python3 bench/scale.py "${SCALE_N:-$([ -n "${QUICK:-}" ] && echo 100000 || echo 1000000)}"
+fi
 mkdir -p bench/build
 gcc -O2 -Wall -Wextra -o bench/build/ack bench/ack.c
 gcc -O2 -Wall -Wextra -o bench/build/pingpong bench/pingpong.c
