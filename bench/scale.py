@@ -6,12 +6,12 @@ of 1, 2 and 4 `consume` processes, on this machine.
 1. Receiver tier: rsyslogd with the shipped wiring (`wiring.shipped_conf`) and the receiver
    action of `rsyslog.d/27-dest-kafka-receiver.conf.example` (paths and ports replaced), its
    `kafka` destination in pass-through mode, into a local `tansu` (memory storage) topic with 4
-   partitions, one record per record batch (`batch_records = 1`, for tansu's fetch defect: see
-   `copy_one_per_batch`); the input (`gen.py qcsv`, N events) is spread over 4 clusters on 4 TCP
+   partitions; the input (`gen.py qcsv`, N events) is spread over 4 clusters on 4 TCP
    inputs (one per partition). Done when a reader beside it (kafka-python) has read N records;
    then the N envelopes are checked distinct. CPU: rsyslogd, our program (all instances) and
    tansu, from the first byte to the last record.
-2. Processing tier: for k = 1, 2, 4, k `consume` processes of a fresh consumer group read the
+2. Processing tier: the topic copied (untimed) one record per record batch (tansu's fetch defect:
+   see `copy_one_per_batch`); for k = 1, 2, 4, k `consume` processes of a fresh consumer group read the
    whole topic (N envelopes) and deliver to one file destination (JSON, no fsync); done when
    the file holds N lines. CPU: the k consumers (utime+stime) and tansu. The lines are counted,
    then every event id is checked present once. The rate is also taken over the window in
@@ -62,10 +62,6 @@ def receiver(tansu, n, data, tmp):
     cfg = f"{tmp}/kafka-receiver.toml"
     open(cfg, "w").write(
         f'[destination]\ntype = "kafka"\npass_through = true\nbootstrap_servers = ["127.0.0.1:{tansu.port}"]\ntopic = "{TOPIC}"\n'
-        # One record per record batch: tansu 0.6.0 answers a fetch from inside a stored batch
-        # with the next batch (see copy_one_per_batch), which the processing tier's rows below
-        # would meet after every rebalance. Apache Kafka needs no such setting.
-        'batch_records = 1\n'
         f'[dead_letter]\npath = "{tmp}/dead-letter.ndjson"\n[journal]\ndir = "{tmp}/journal"\n[stats]\ninterval_secs = 0\n')
     ports = [wiring.free_port() for _ in CLUSTERS]
     open(f"{tmp}/rsyslog.conf", "w").write(receiver_conf(tmp, ports, cfg))
@@ -270,9 +266,11 @@ def main():
         print(f"scale: receiver tier, {n} events ({wiring.load_str()})", file=sys.stderr, flush=True)
         rows.append(receiver(tansu, n, data, tmp))
         print(json.dumps(rows[-1]), flush=True)
+        print("scale: copying the topic one record per batch (untimed)", file=sys.stderr, flush=True)
+        copy_one_per_batch(tansu, n, TOPIC + "-1")
         for k in (1, 2, 4):
             print(f"scale: {k} consumers ({wiring.load_str()})", file=sys.stderr, flush=True)
-            rows.append(consumers(tansu, k, n, tmp, TOPIC))
+            rows.append(consumers(tansu, k, n, tmp, TOPIC + "-1"))
             print(json.dumps(rows[-1]), flush=True)
     finally:
         tansu.stop()
