@@ -111,7 +111,7 @@ fn close(conn: Connection, ch: Channel) {
 
 /// What waiting for the next message gave.
 enum Next {
-    Message(Delivery),
+    Message(Box<Delivery>),
     /// Nothing within [`POLL`].
     Idle,
     /// The consumer's stream failed or ended, or the connection is gone.
@@ -132,7 +132,7 @@ impl Session {
             },
         };
         match got {
-            Some(Ok(d)) => Next::Message(d),
+            Some(Ok(d)) => Next::Message(Box::new(d)),
             Some(Err(e)) => Next::Lost(e.to_string()),
             None => Next::Lost("the broker cancelled the consumer (queue deleted?)".into()),
         }
