@@ -288,7 +288,10 @@ fn main() {
             convert::run(convert::ConvertArgs { format: to, files, parser })
         }
         Command::Omprog { config, destination } => match broker::load_config(&config, destination.as_deref()) {
-            Ok(cfg) => omprog::run(cfg),
+            Ok(mut cfg) => {
+                cfg.source = None; // only `consume` reads [source] (its files are not omprog's concern)
+                omprog::run(cfg)
+            }
             Err(e) => {
                 log::error!("{e}");
                 2
