@@ -18,6 +18,12 @@ of 1, 2 and 4 `consume` processes, on this machine.
    which every consumer holds partitions (after the group's rebalance), the figure that shows
    how consumers add up.
 
+BROKER=amqp: the same two tiers on RabbitMQ (a local node, `brokers.Rabbit`): the receiver action
+of `rsyslog.d/28-dest-amqp-receiver.conf.example`, its `amqp` destination in pass-through mode
+declaring a durable quorum queue (done when the queue holds N ready messages); then k = 1, 2
+`consume` processes (`[source] type = "amqp"`, prefetch 2000) drain it into one file destination.
+The queue is filled again by the receiver before each k (so the receiver row is measured twice).
+
 Prints one JSON object per row and a Markdown table for BENCHMARKS.md. The machine has 2 cores
 shared with other work: the load average is printed with each row.
 """
@@ -239,10 +245,136 @@ def consumers(tansu, k, n, tmp, topic):
     return row
 
 
+QUEUE = "qab-envelopes"
+
+
+def amqp_count(port):
+    """Ready messages in QUEUE (0 until the receiver declared it)."""
+    try:
+        c = brokers.Amqp(port)
+        try:
+            return c.messages(QUEUE)
+        finally:
+            c.close()
+    except OSError:
+        return 0
+
+
+def amqp_receiver(rabbit, n, data, tmp, run):
+    os.makedirs(f"{tmp}/queue", exist_ok=True)
+    os.makedirs(f"{tmp}/spool", exist_ok=True)
+    cfg = f"{tmp}/amqp-receiver.toml"
+    open(cfg, "w").write(
+        f'[destination]\ntype = "amqp"\npass_through = true\nserver = "127.0.0.1"\nport = {rabbit.port}\nexchange = "{QUEUE}"\n'
+        f'routing_key = "qumulo.{{cluster}}"\ndeclare_exchange = true\nqueue = "{QUEUE}"\nqueue_type = "quorum"\n'
+        f'[dead_letter]\npath = "{tmp}/dead-letter.ndjson"\n[journal]\ndir = "{tmp}/journal"\n[stats]\ninterval_secs = 0\n')
+    ports = [wiring.free_port() for _ in CLUSTERS]
+    conf = wiring.shipped_conf(f"{tmp}/r{run}", ports, [f"{BIN} omprog --config {cfg}"], dest_rel="rsyslog.d/28-dest-amqp-receiver.conf.example")
+    os.makedirs(f"{tmp}/r{run}/spool", exist_ok=True)
+    os.makedirs(f"{tmp}/r{run}/queue", exist_ok=True)
+    open(f"{tmp}/rsyslog-{run}.conf", "w").write(conf)
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS")}
+    d = subprocess.Popen(["rsyslogd", "-n", "-C", "-f", f"{tmp}/rsyslog-{run}.conf", "-i", f"{tmp}/rsyslogd-{run}.pid"],
+                         stdout=open(f"{tmp}/daemon-{run}.out", "w"), stderr=subprocess.STDOUT, env=env)
+    try:
+        if not wiring.wait_ports(ports):
+            raise SystemExit(f"rsyslogd did not listen; see {tmp}")
+        time.sleep(0.5)
+        cpu0, bcpu0 = wiring.proc_stat(d.pid)[1], brokers.tree_cpu(rabbit.p.pid)
+        t0 = time.monotonic()
+        sender = subprocess.Popen([sys.executable, f"{HERE}/sender.py", ",".join(map(str, ports)), data], stdout=subprocess.DEVNULL)
+        kids = {}
+        while amqp_count(rabbit.port) < n:
+            for pid in wiring.children_of(d.pid):
+                st = wiring.proc_stat(pid)
+                if st:
+                    kids[pid] = st[1]
+            if time.monotonic() - t0 > 600:
+                raise SystemExit(f"amqp receiver: {amqp_count(rabbit.port)} of {n} after 600 s; see {tmp}")
+            time.sleep(0.2)
+        secs = time.monotonic() - t0
+        for pid in wiring.children_of(d.pid):
+            st = wiring.proc_stat(pid)
+            if st:
+                kids[pid] = st[1]
+        dcpu, bcpu = wiring.proc_stat(d.pid)[1] - cpu0, brokers.tree_cpu(rabbit.p.pid) - bcpu0
+        sender.wait(timeout=60)
+    finally:
+        d.send_signal(signal.SIGTERM)
+        d.wait(timeout=30)
+    return dict(row="amqp receiver", n=n, seconds=secs, per_s=n / secs, rsyslogd_cpu_us=dcpu / n * 1e6,
+                ours_cpu_us=sum(kids.values()) / n * 1e6, broker_cpu_us=bcpu / n * 1e6, load=wiring.load_str())
+
+
+def amqp_consumers(rabbit, k, n, tmp):
+    out = f"{tmp}/amqp-out-{k}.ndjson"
+    procs = []
+    for i in range(k):
+        cfg = f"{tmp}/consume-amqp-{k}-{i}.toml"
+        open(cfg, "w").write(
+            f'[source]\ntype = "amqp"\nserver = "127.0.0.1"\nport = {rabbit.port}\nqueue = "{QUEUE}"\nprefetch = 2000\n'
+            f'[destination]\ntype = "file"\npath = "{out}"\nformat = "json"\n[batch]\nmax_events = 1000\n'
+            f'[dead_letter]\npath = "{tmp}/dead-amqp-{k}.ndjson"\n[journal]\nenabled = false\n[stats]\ninterval_secs = 0\n')
+        log = open(f"{tmp}/consume-amqp-{k}-{i}.log", "w")
+        procs.append(subprocess.Popen([BIN, "consume", "--config", cfg], stdout=log, stderr=subprocess.STDOUT))
+    bcpu0 = brokers.tree_cpu(rabbit.p.pid)
+    t0 = time.monotonic()
+    cpu = {}
+    count = wiring.Counter([out]).count
+    while count() < n:
+        for p in procs:
+            st = wiring.proc_stat(p.pid)
+            if st:
+                cpu[p.pid] = st[1]
+        if time.monotonic() - t0 > 600:
+            raise SystemExit(f"{k} amqp consumers: {count()} of {n} after 600 s; see {tmp}")
+        time.sleep(0.05)
+    secs = time.monotonic() - t0
+    for p in procs:
+        st = wiring.proc_stat(p.pid)
+        if st:
+            cpu[p.pid] = st[1]
+    bcpu = brokers.tree_cpu(rabbit.p.pid) - bcpu0
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=30)
+    ids = {}
+    with open(out) as f:
+        for line in f:
+            key = json.loads(line).get("id")
+            ids[key] = ids.get(key, 0) + 1
+    per_consumer = [round(c / n * 1e6, 2) for c in cpu.values()]
+    return dict(row=f"{k} amqp consumer{'s' if k > 1 else ''}", n=n, seconds=secs, per_s=n / secs, consumers_cpu_us=sum(cpu.values()) / n * 1e6,
+                per_consumer_cpu_us=per_consumer, broker_cpu_us=bcpu / n * 1e6, distinct=len(ids), duplicates=sum(c - 1 for c in ids.values()),
+                load=wiring.load_str())
+
+
+def main_amqp(n, data):
+    tmp = tempfile.mkdtemp(prefix="qab-scale-amqp-")
+    rabbit = brokers.Rabbit()
+    rows = []
+    try:
+        for k in (1, 2):
+            print(f"scale: amqp receiver tier, {n} events ({wiring.load_str()})", file=sys.stderr, flush=True)
+            rows.append(amqp_receiver(rabbit, n, data, tmp, k))
+            print(json.dumps(rows[-1]), flush=True)
+            print(f"scale: {k} amqp consumers ({wiring.load_str()})", file=sys.stderr, flush=True)
+            rows.append(amqp_consumers(rabbit, k, n, tmp))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        rabbit.stop()
+    table(rows, broker="RabbitMQ")
+
+
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     load0 = wiring.load_str().replace("load ", "")
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if os.environ.get("BROKER") == "amqp":
+        os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
+        main_amqp(n, gen(n, os.path.join(HERE, "data", f"qcsv-{n}.log")))
+        return
     os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
     data = gen(n, os.path.join(HERE, "data", f"qcsv-{n}.log"))
     tmp = tempfile.mkdtemp(prefix="qab-scale-")
@@ -350,9 +482,9 @@ def kept_section(md_path):
     return None
 
 
-def table(rows):
+def table(rows, broker="tansu"):
     print()
-    print("| tier | events | seconds | events/s (whole run) | events/s (all consumers holding partitions) | CPU µs/event, ours | CPU µs/event, rsyslogd | CPU µs/event, tansu | load after |")
+    print(f"| tier | events | seconds | events/s (whole run) | events/s (all consumers holding partitions) | CPU µs/event, ours | CPU µs/event, rsyslogd | CPU µs/event, {broker} | load after |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         ours = r.get("ours_cpu_us", r.get("consumers_cpu_us"))
@@ -363,7 +495,7 @@ def table(rows):
     for r in rows:
         if "distinct" not in r:
             continue
-        print(f"{r['row']}: distinct ids {r['distinct']:,}, duplicates {r['duplicates']}, delivered per consumer {r['per_consumer_delivered']}, "
+        print(f"{r['row']}: distinct ids {r['distinct']:,}, duplicates {r['duplicates']}, delivered per consumer {r.get('per_consumer_delivered', '-')}, "
               f"CPU µs/event per consumer {r['per_consumer_cpu_us']}"
               + (f", in the window: ours {r['stable_consumers_cpu_us']:.1f}, tansu {r['stable_broker_cpu_us']:.1f} µs/event" if "stable_per_s" in r else ""))
 

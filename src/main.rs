@@ -50,9 +50,9 @@ enum Command {
         #[arg(long)]
         destination: Option<String>,
     },
-    /// The processing tier: read envelopes from the config's `[source]` (a Kafka topic, in a
-    /// consumer group) and deliver them to its `[destination]`, committing offsets only after
-    /// delivery (docs/scaling.md).
+    /// The processing tier: read envelopes from the config's `[source]` (a Kafka topic in a
+    /// consumer group, or a RabbitMQ queue) and deliver them to its `[destination]`, committing
+    /// offsets or acknowledging messages only after delivery (docs/scaling.md).
     Consume {
         /// The TOML config: a destination config with a `[source]` section.
         #[arg(long)]
@@ -194,6 +194,9 @@ fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
         }
     };
     println!("{config}: configuration is valid (type = {}, format = {})", cfg.kind(), cfg.format());
+    if let Some(source) = &cfg.source {
+        println!("{config}: [source] is valid (type = {}: {}); only `consume` reads it", source.kind(), source.describe());
+    }
     for (key, dir) in &pf.will_create {
         println!("{config}: omprog start-up will create {} ({key}); check created nothing", dir.display());
     }
@@ -210,6 +213,15 @@ fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
             Err(e) => {
                 eprintln!("{config}: destination unreachable: {e}");
                 return 1;
+            }
+        }
+        if let Some(source) = &cfg.source {
+            match qumulo_audit_broker::consume::check_source(source) {
+                Ok(msg) => println!("{config}: [source] {msg}"),
+                Err(e) => {
+                    eprintln!("{config}: [source] unreachable: {e}");
+                    return 1;
+                }
             }
         }
     }
@@ -276,7 +288,10 @@ fn main() {
             convert::run(convert::ConvertArgs { format: to, files, parser })
         }
         Command::Omprog { config, destination } => match broker::load_config(&config, destination.as_deref()) {
-            Ok(cfg) => omprog::run(cfg),
+            Ok(mut cfg) => {
+                cfg.source = None; // only `consume` reads [source] (its files are not omprog's concern)
+                omprog::run(cfg)
+            }
             Err(e) => {
                 log::error!("{e}");
                 2

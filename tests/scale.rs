@@ -14,8 +14,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,8 @@ use support::http::MockHttp;
 use support::kafka::{read_all, Tansu};
 use support::rsyslog::Rsyslogd;
 use support::config::ConfigToml;
-use support::scenario::{wait_all, with_common, write_config, Action, Feeder, Outcome, Pace, BROKER};
+use support::consume::{check_ids, field, Consumer};
+use support::scenario::{wait_all, with_common, write_config, Action, Feeder, Outcome, Pace};
 use support::sender::{event_number, qumulo_line, Shape, Tally};
 
 const TOPIC: &str = "qab-envelopes";
@@ -86,63 +86,17 @@ impl Receiver {
     }
 }
 
-/// One `consume` process.
-struct Consumer {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Consumer {
-    fn start(dir: &Path, name: &str, tansu: &Tansu, mock: &MockHttp) -> Consumer {
-        let consumer = ConfigToml::http(&format!("{}/ingest", mock.url()))
-            .dest("preset", "ndjson")
-            .max_events(200)
-            .set("source", "bootstrap_servers", toml::Value::Array(vec![tansu.bootstrap().into()]))
-            .set("source", "topic", TOPIC)
-            .set("source", "group_id", "processors")
-            .set("source", "session_timeout_secs", 6)
-            .set("source", "linger_ms", 100);
-        let cfg = write_config(&dir.join(format!("{name}.toml")), &with_common(consumer, &dir.join(name), false).text());
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(BROKER).args(["consume", "--config"]).arg(&cfg).stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap();
-        Consumer { child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; waits for the exit; returns the exit line's `messages=` and the stats `delivered=`.
-    fn terminate(mut self) -> (u64, u64, String) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t0 = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                assert!(st.success(), "consume exited {st}\n{}", self.log_text());
-                break;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(20), "consume did not exit on SIGTERM\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let text = self.log_text();
-        (field(&text, "consume: exiting:", "messages"), field(&text, "stats:", "delivered"), text)
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `key=N` on the last line containing `marker`.
-fn field(text: &str, marker: &str, key: &str) -> u64 {
-    let Some(line) = text.lines().rev().find(|l| l.contains(marker)) else { return 0 };
-    line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok()).unwrap_or(0)
+/// One `consume` process of the group, delivering to the HTTP server.
+fn consumer(dir: &Path, name: &str, tansu: &Tansu, mock: &MockHttp) -> Consumer {
+    let cfg = ConfigToml::http(&format!("{}/ingest", mock.url()))
+        .dest("preset", "ndjson")
+        .max_events(200)
+        .set("source", "bootstrap_servers", toml::Value::Array(vec![tansu.bootstrap().into()]))
+        .set("source", "topic", TOPIC)
+        .set("source", "group_id", "processors")
+        .set("source", "session_timeout_secs", 6)
+        .set("source", "linger_ms", 100);
+    Consumer::start(dir, name, cfg)
 }
 
 /// The receiver tier's output, read by kafka-python: event number -> event-id header. Checks
@@ -166,19 +120,6 @@ fn receiver_ids(tansu: &Tansu, n: u64) -> (BTreeMap<u64, String>, BTreeMap<Strin
     }
     assert_eq!(ids.len() as u64, n, "every event in the topic");
     (ids, partition_of)
-}
-
-/// Checks every delivered record's `id` against the receiver's `event-id`; returns the copies
-/// beyond the first (each with the same id).
-fn check_ids(records: &[String], ids: &BTreeMap<u64, String>) -> u64 {
-    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
-    for r in records {
-        let v: serde_json::Value = serde_json::from_str(r).unwrap();
-        let k = event_number(r).unwrap();
-        assert_eq!(v["id"].as_str(), Some(ids[&k].as_str()), "event {k}: the id the receiver fixed");
-        *seen.entry(k).or_default() += 1;
-    }
-    seen.values().map(|&c| c - 1).sum()
 }
 
 fn settle(mock: &MockHttp, n: u64, ctx: impl FnOnce() -> String) -> Tally {
@@ -208,7 +149,7 @@ fn receiver_and_one_then_two_consumers_deliver_every_event() {
     let mock = MockHttp::start();
     let r = Receiver::start(d, &tansu);
     const N: u64 = 4_000;
-    let c1 = Consumer::start(d, "c1", &tansu, &mock);
+    let c1 = consumer(d, "c1", &tansu, &mock);
     for f in r.feed(N, 4_000) {
         f.join();
     }
@@ -223,8 +164,8 @@ fn receiver_and_one_then_two_consumers_deliver_every_event() {
 
     // Two consumers of the same group: a second run of events 0..N would look like the first,
     // so the topic is fed N more (numbers N..2N) and the group resumes from its commits.
-    let c1 = Consumer::start(d, "c1b", &tansu, &mock);
-    let c2 = Consumer::start(d, "c2", &tansu, &mock);
+    let c1 = consumer(d, "c1b", &tansu, &mock);
+    let c2 = consumer(d, "c2", &tansu, &mock);
     std::thread::sleep(Duration::from_secs(3)); // both joined
     let r2: Vec<Feeder> = (0..4)
         .map(|i| {
@@ -263,7 +204,7 @@ fn consumer_sigkilled_mid_batch_loses_nothing() {
     let mock = MockHttp::start();
     let r = Receiver::start(d, &tansu);
     const N: u64 = 6_000;
-    let mut group = vec![Consumer::start(d, "c1", &tansu, &mock), Consumer::start(d, "c2", &tansu, &mock)];
+    let mut group = vec![consumer(d, "c1", &tansu, &mock), consumer(d, "c2", &tansu, &mock)];
     let feeders = r.feed(N, 3_000);
     // Wait until deliveries are under way, slow the destination so batches are in flight.
     mock.wait_for_records(1_000, Duration::from_secs(60));
@@ -295,7 +236,7 @@ fn consumer_sigkilled_mid_batch_loses_nothing() {
     c1.kill();
     mock.set_delay(Duration::ZERO);
     // A supervisor (systemd Restart=always) starts a replacement.
-    let c3 = Consumer::start(d, "c3", &tansu, &mock);
+    let c3 = consumer(d, "c3", &tansu, &mock);
     for f in feeders {
         f.join();
     }
@@ -327,8 +268,8 @@ fn destination_down_30s_loses_nothing() {
     let mock = MockHttp::start();
     let r = Receiver::start(d, &tansu);
     const N: u64 = 6_000;
-    let c1 = Consumer::start(d, "c1", &tansu, &mock);
-    let c2 = Consumer::start(d, "c2", &tansu, &mock);
+    let c1 = consumer(d, "c1", &tansu, &mock);
+    let c2 = consumer(d, "c2", &tansu, &mock);
     let feeders = r.feed(N, 1_000);
     mock.wait_for_records(500, Duration::from_secs(60));
     let before_stop = mock.accepted_records().len();

@@ -77,6 +77,10 @@ pub struct AmqpDestination {
     /// Per-cluster connections, keyed by the event's `cluster`.
     #[serde(default)]
     pub clusters: BTreeMap<String, AmqpClusterOverride>,
+    /// Receiver tier (docs/scaling.md): each message's body is the line as received (the
+    /// envelope), not a rendered event; message id (the event id) and routing key as usual.
+    #[serde(default)]
+    pub pass_through: bool,
 }
 
 /// `[destination.clusters.<name>]`: every key falls back to the top-level one.
@@ -303,7 +307,7 @@ fn validate_target(t: &AmqpTarget, d: &AmqpDestination) -> Result<(), ConfigErro
 }
 
 /// A host name or an IP address (IPv6 with or without brackets); the port is `port`.
-fn host_ok(host: &str) -> Result<(), String> {
+pub(super) fn host_ok(host: &str) -> Result<(), String> {
     let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if bare.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
@@ -326,7 +330,7 @@ fn name_ok(section: &str, key: &str, name: &str) -> Result<(), ConfigError> {
 
 /// Exchange and queue names: 1..=255 bytes of letters, digits, `-`, `_`, `.`, `:` (RabbitMQ's
 /// own rule, which refuses nothing else only for `amq.` names; we keep to the portable set).
-fn name_ok_at(name: &str) -> Result<(), String> {
+pub(super) fn name_ok_at(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > NAME_MAX {
         return Err(format!("must be 1 to {NAME_MAX} bytes"));
     }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 pub use amqp::{AmqpClusterOverride, AmqpDestination, AmqpTarget, ExchangeType, QueueType};
 pub use kafka::{Compression, KafkaDestination, SaslMechanism};
-pub use source::SourceConfig;
+pub use source::{AmqpSource, KafkaSource, SourceConfig, SourceType};
 pub use destination::{
     Destination, DestinationType, FileDestination, Framing, Header, HttpDestination, HttpPreset, Protocol,
     SyslogDestination,
@@ -131,10 +131,11 @@ pub struct Config {
     key_lines: BTreeMap<String, usize>,
 }
 
-/// The document with the `[destination]` struct of one type (the second pass).
+/// The document with the `[destination]` struct of one type and the `[source]` struct of one
+/// kind (the second pass).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Document<D> {
+struct Document<D, S> {
     destination: D,
     #[serde(default)]
     batch: BatchConfig,
@@ -152,11 +153,18 @@ struct Document<D> {
     stats: StatsConfig,
     #[serde(default)]
     input: InputConfig,
-    source: Option<SourceConfig>,
+    source: Option<S>,
 }
 
 fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config, ConfigError> {
-    let doc: Document<D> = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+    match source::source_type(text)? {
+        SourceType::Kafka => parse_sections::<D, KafkaSource>(text),
+        SourceType::Amqp => parse_sections::<D, AmqpSource>(text),
+    }
+}
+
+fn parse_sections<D: destination::DestinationTable, S: Into<SourceConfig> + serde::de::DeserializeOwned>(text: &str) -> Result<Config, ConfigError> {
+    let doc: Document<D, S> = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
     Ok(Config {
         destination: doc.destination.into(),
         batch: doc.batch,
@@ -167,7 +175,7 @@ fn parse_document<D: destination::DestinationTable>(text: &str) -> Result<Config
         journal: doc.journal,
         stats: doc.stats,
         input: doc.input,
-        source: doc.source,
+        source: doc.source.map(Into::into),
         source_path: PathBuf::new(),
         destination_name: None,
         spool_dir: None,

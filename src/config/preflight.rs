@@ -36,6 +36,12 @@ pub fn check(cfg: &Config) -> Result<Preflight, ConfigError> {
         Destination::Amqp(d) => super::amqp::preflight(&cfg.source_path, d).map_err(|(key, e)| at(&key, e))?,
         Destination::Kafka(d) => super::kafka::preflight(&cfg.source_path, d).map_err(|(key, e)| at(&key, e))?,
     }
+    if let Some(s) = &cfg.source {
+        let (password_file, ca_file, cert_and_key) = s.files();
+        if broker_files("source", password_file, ca_file, cert_and_key).map_err(|(key, e)| at(&key, e))? {
+            warn_if_world_readable(&cfg.source_path);
+        }
+    }
     if let Some(p) = &cfg.dead_letter.path {
         appendable(p, "dead_letter.path", &mut pf).map_err(|m| {
             at("dead_letter.path", format!("[dead_letter] path: cannot create the dead-letter file {}: {m}", p.display()))

@@ -130,15 +130,25 @@ fn packaged_configs_load() {
         n += 1;
         if name.starts_with("consume") {
             // The processing tier: a [source] beside a Splunk HEC destination.
-            let s = c.source.as_ref().expect("consume.toml.example has [source]");
-            assert_eq!((s.topic.as_str(), s.group_id.as_str(), s.tls), ("qumulo-audit-envelopes", "qumulo-audit-processors", true));
+            match c.source.as_ref().expect("consume examples have [source]") {
+                SourceConfig::Kafka(s) => {
+                    assert_eq!((s.topic.as_str(), s.group_id.as_str(), s.tls), ("qumulo-audit-envelopes", "qumulo-audit-processors", true));
+                }
+                SourceConfig::Amqp(s) => {
+                    assert_eq!((s.queue.as_str(), s.tls, s.port, s.prefetch), ("qumulo-audit-envelopes", true, Some(5671), Some(2000)));
+                    assert!(name.contains("amqp") && s.password_file.is_some());
+                }
+            }
             assert!(matches!(&c.destination, Destination::Http(h) if h.preset == HttpPreset::SplunkHec) && !c.journal.enabled);
             continue;
         }
-        assert!(c.source.is_none(), "{name}: [source] only in consume.toml.example");
+        assert!(c.source.is_none(), "{name}: [source] only in the consume examples");
         match &c.destination {
             Destination::Kafka(k) if k.pass_through => {
                 assert_eq!((k.key.as_str(), k.tls, k.topic.as_str()), ("{cluster}", true, "qumulo-audit-envelopes"));
+            }
+            Destination::Amqp(a) if a.pass_through => {
+                assert_eq!((a.queue.as_deref(), a.queue_type, a.declare_exchange, a.tls), (Some("qumulo-audit-envelopes"), QueueType::Quorum, true, true));
             }
             Destination::Http(h) if name.starts_with("splunk") => {
                 assert_eq!((h.preset, h.format, h.gzip, h.timeout_secs), (HttpPreset::SplunkHec, Format::Json, true, 30));
@@ -163,7 +173,7 @@ fn packaged_configs_load() {
             }
         }
     }
-    assert_eq!(n, 9);
+    assert_eq!(n, 11);
 }
 
 #[test]
@@ -189,15 +199,15 @@ fn source_section() {
     let base = "[destination]\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\n";
     let src = "[source]\nbootstrap_servers = [\"k1:9092\"]\ntopic = \"t\"\ngroup_id = \"g\"\n";
     let c = Config::parse(&format!("{base}{src}")).unwrap();
-    let s = c.source.unwrap();
-    assert_eq!((s.kind.as_str(), s.max_buffer_kbytes, s.linger_ms, s.max_stall_secs, s.session_timeout_secs), ("kafka", 16384, 200, 600, 10));
+    let Some(SourceConfig::Kafka(s)) = c.source else { panic!("type defaults to kafka") };
+    assert_eq!((s.max_buffer_kbytes, s.linger_ms, s.max_stall_secs, s.session_timeout_secs), (16384, 200, 600, 10));
     assert_eq!(s.security_protocol(), "plaintext");
     assert!(Config::parse(base).unwrap().source.is_none());
     for (extra, key) in [
         ("group_id = \"\"\n", "group_id"),
         ("linger_ms = 0\n", "linger_ms"),
         ("sasl_mechanism = \"plain\"\n", "sasl_mechanism"),
-        ("type = \"amqp\"\n", "type"),
+        ("type = \"nats\"\n", "type"),
     ] {
         let text = format!("{base}{}", src.replace("group_id = \"g\"\n", "") + if key == "group_id" { "" } else { "group_id = \"g\"\n" } + extra);
         let e = Config::parse(&text).unwrap_err();
@@ -205,4 +215,48 @@ fn source_section() {
     }
     let e = Config::parse(&format!("{base}{src}bogus = 1\n")).unwrap_err();
     assert!(e.message.contains("bogus"), "{e}");
+}
+
+/// `[source] type = "amqp"`: defaults (port, vhost, prefetch tied to the batch size), bounds,
+/// keys of the other kind refused, each error at its line.
+#[test]
+fn amqp_source_section() {
+    let base = "[destination]\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\n[batch]\nmax_events = 500\n";
+    let src = "[source]\ntype = \"amqp\"\nserver = \"rabbit.example.com\"\nqueue = \"qumulo-audit-envelopes\"\n";
+    let c = Config::parse(&format!("{base}{src}")).unwrap();
+    let Some(SourceConfig::Amqp(s)) = &c.source else { panic!("amqp") };
+    let t = s.target();
+    assert_eq!((t.port, t.vhost.as_str(), t.user.as_deref(), t.section.as_str()), (5672, "/", None, "source"));
+    assert_eq!((s.heartbeat_secs, s.timeout_secs, s.linger_ms, s.prefetch_for(c.batch.max_events)), (30, 30, 200, 1000));
+    assert_eq!(s.prefetch_for(100_000), 65_535, "prefetch-count is 16 bits");
+    let tls = Config::parse(&format!("{base}{src}tls = true\nprefetch = 50\n")).unwrap();
+    let Some(SourceConfig::Amqp(s)) = &tls.source else { panic!("amqp") };
+    assert_eq!((s.target().port, s.prefetch_for(500)), (5671, 50));
+    assert_eq!(c.source.as_ref().unwrap().describe(), "amqp://guest@rabbit.example.com:5672 vhost \"/\" queue \"qumulo-audit-envelopes\"");
+    for (extra, key, needle) in [
+        ("queue = \"a b\"\n", "queue", "not allowed"),
+        ("server = \"rabbit:5672\"\n", "server", "the port goes in `port`"),
+        ("prefetch = 0\n", "prefetch", "must be 1 to 65535"),
+        ("prefetch = 70000\n", "prefetch", "must be 1 to 65535"),
+        ("user = \"u\"\n", "user", "go together"),
+        ("ca_file = \"/ca\"\n", "ca_file", "needs tls = true"),
+        ("timeout_secs = 0\n", "timeout_secs", "must be 1 to 3600"),
+        ("linger_ms = 0\n", "linger_ms", "must be 1 to 60000"),
+    ] {
+        let k = extra.split(" = ").next().unwrap();
+        let kept: String = src.lines().filter(|l| !l.starts_with(&format!("{k} ="))).map(|l| format!("{l}\n")).collect();
+        let text = format!("{base}{kept}{extra}");
+        let e = Config::parse(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(format!("source.{key}").as_str()), "{extra}: {e}");
+        assert!(e.message.contains(needle), "{extra}: {e}");
+        let line = text.lines().position(|l| l.starts_with(&format!("{key} ="))).unwrap() + 1;
+        assert!(e.to_string().contains(&format!("line {line}")), "{extra}: the key's line {line}: {e}");
+    }
+    // A key of the Kafka source, and a missing queue: serde's errors, with the line.
+    let e = Config::parse(&format!("{base}{src}group_id = \"g\"\n")).unwrap_err();
+    assert!(e.to_string().contains("group_id") && e.to_string().contains("line 10"), "{e}");
+    let e = Config::parse(&format!("{base}{}", src.replace("queue = \"qumulo-audit-envelopes\"\n", ""))).unwrap_err();
+    assert!(e.to_string().contains("queue"), "{e}");
+    let e = Config::parse(&format!("{base}[source]\ntype = \"nats\"\n")).unwrap_err();
+    assert!(e.to_string().contains("line 7"), "{e}");
 }

@@ -84,15 +84,9 @@ impl KafkaEncoder {
         KafkaEncoder { format: d.format, key: RoutingKey::parse(&d.key).unwrap_or_else(|_| RoutingKey::fallback()), pass_through: d.pass_through }
     }
 
-    /// Pass-through (the receiver tier): the [`record`] header of the parsed event (its id fixed
-    /// here, so every copy downstream carries the same `event-id`), then `line`, the envelope as
-    /// received. A consumer parses the value again and derives the same id from it.
+    /// Pass-through (the receiver tier): [`record::encode_line`]; the value is the envelope.
     pub fn encode_line(&self, ev: &Event, line: &[u8], out: &mut Vec<u8>) {
-        let mut k = String::new();
-        self.key.render(ev, &mut k);
-        let ts = ev.time.unwrap_or_else(crate::time::Timestamp::now).secs.max(0) as u64;
-        record::put_header(out, &ev.cluster, &k, &ev.id, ts);
-        out.extend_from_slice(line);
+        record::encode_line(ev, &self.key, line, out);
     }
 
     pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {

@@ -91,11 +91,12 @@ impl Encoder {
         }
     }
 
-    /// As [`Encoder::encode`], with the line `ev` was parsed from: a pass-through `kafka`
-    /// destination forwards the line itself (the receiver tier), every other encoder renders.
+    /// As [`Encoder::encode`], with the line `ev` was parsed from: a pass-through `kafka` or
+    /// `amqp` destination forwards the line itself (the receiver tier), every other encoder renders.
     pub fn encode_from(&self, ev: &Event, line: &[u8], rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
         match self {
             Encoder::Kafka(e) if e.pass_through => e.encode_line(ev, line, out),
+            Encoder::Amqp(e) if e.pass_through => e.encode_line(ev, line, out),
             _ => self.encode(ev, rendered, out),
         }
     }

@@ -20,12 +20,24 @@ use crate::format::Format;
 /// Appends one record for `ev`: the header (cluster, `key` rendered from the template, the event
 /// id, the event's time in seconds, else now), then the event rendered in `format`.
 pub fn encode(ev: &Event, key: &RoutingKey, format: Format, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
+    header_of(ev, key, out);
+    rendered.clear();
+    format.render(ev, out);
+}
+
+/// Pass-through (the receiver tier, `pass_through = true` of both broker sinks): the header of
+/// the parsed event (its id fixed here, so every copy downstream carries it), then `line`, the
+/// envelope as received. A consumer parses the body again and derives the same id from it.
+pub fn encode_line(ev: &Event, key: &RoutingKey, line: &[u8], out: &mut Vec<u8>) {
+    header_of(ev, key, out);
+    out.extend_from_slice(line);
+}
+
+fn header_of(ev: &Event, key: &RoutingKey, out: &mut Vec<u8>) {
     let mut k = String::new();
     key.render(ev, &mut k);
     let ts = ev.time.unwrap_or_else(crate::time::Timestamp::now).secs.max(0) as u64;
     put_header(out, &ev.cluster, &k, &ev.id, ts);
-    rendered.clear();
-    format.render(ev, out);
 }
 
 /// The body of an encoded record and its cluster, for the dead-letter file.

@@ -4,6 +4,8 @@
 //! the relevant logs) instead of hanging. Modules:
 //! - [`brokers`]: what the amqp and kafka destination tests share (envelopes, stats lines).
 //! - [`config`]: `ConfigToml`, the one builder of destination config files.
+//! - [`consume`]: `consume` processes (start, SIGTERM, SIGKILL) and the event-id check of the
+//!   processing-tier tests.
 //! - [`rsyslog`]: a real, unprivileged `rsyslogd` in a temp work dir, with imtcp on a free port.
 //! - [`sender`]: numbered Qumulo audit lines (CSV and JSON bodies, RFC 3164 framed) and a TCP sender.
 //! - [`http`]: `MockHttp`, a local HTTP/1.1 server speaking Splunk HEC, Elasticsearch bulk and
@@ -20,6 +22,7 @@
 
 pub mod brokers;
 pub mod config;
+pub mod consume;
 pub mod http;
 pub mod kafka;
 pub mod omprog_driver;

@@ -2,6 +2,11 @@
 //! channel in confirm mode, declare what the config asks for, publish messages and wait for
 //! the broker's confirms, all behind blocking calls with a deadline.
 //!
+//! Connecting itself is [`Endpoint`] (the resolved target, its password and TLS settings read
+//! once, heartbeat, deadline): the sink's [`Link`] and `consume`'s AMQP source
+//! (`crate::consume::amqp`) open their connections with it, so both tiers speak to RabbitMQ
+//! with the same TLS, credentials and timeouts.
+//!
 //! The async client is contained here: every call is `async_io::block_on` over lapin's futures
 //! raced against an `async_io::Timer`, so the rest of the program stays threads and channels.
 //! lapin runs its own I/O thread per connection (and its default executor's threads); nothing
@@ -49,28 +54,35 @@ struct Declare {
     queue: Option<(String, QueueType, String)>,
 }
 
-pub struct Link {
+/// Where and how to connect: one resolved [`AmqpTarget`] with its password and TLS
+/// configuration (read at construction), the heartbeat and the deadline of every call.
+pub struct Endpoint {
     pub target: AmqpTarget,
     password: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     heartbeat: u16,
-    timeout: Duration,
+    pub timeout: Duration,
+}
+
+pub struct Link {
+    pub target: AmqpTarget,
+    endpoint: Endpoint,
     declare: Declare,
     content_type: &'static str,
     open: Option<(Connection, Channel)>,
 }
 
 /// Runs `fut` to completion on this thread, or gives up after `timeout`.
-fn within<T>(timeout: Duration, what: &str, fut: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+pub fn within<T>(timeout: Duration, what: &str, fut: impl Future<Output = Result<T, String>>) -> Result<T, String> {
     async_io::block_on(futures_lite::future::or(fut, async move {
         async_io::Timer::after(timeout).await;
         Err(format!("{what}: no answer from the broker within {}s", timeout.as_secs()))
     }))
 }
 
-impl Link {
+impl Endpoint {
     /// Reads the password file and builds the TLS configuration; connects nothing.
-    pub fn new(d: &AmqpDestination, target: AmqpTarget, content_type: &'static str) -> Result<Link, ConfigError> {
+    pub fn new(target: AmqpTarget, heartbeat_secs: u64, timeout_secs: u64) -> Result<Endpoint, ConfigError> {
         let password = match &target.password_file {
             Some(pf) => crate::config::read_secret(pf)
                 .map_err(|e| ConfigError::new(format!("[{}] password_file: {}", target.section, e.message)).with_key(format!("{}.password_file", target.section)))?,
@@ -81,28 +93,7 @@ impl Link {
         } else {
             None
         };
-        let declare = Declare {
-            exchange: d.declare_exchange.then_some(d.exchange_type),
-            queue: d.queue.clone().map(|q| (q, d.queue_type, d.binding_key.clone())),
-        };
-        Ok(Link {
-            target,
-            password,
-            tls,
-            heartbeat: d.heartbeat_secs.min(u16::MAX as u64) as u16,
-            timeout: Duration::from_secs(d.timeout_secs),
-            declare,
-            content_type,
-            open: None,
-        })
-    }
-
-    /// Drops the connection (the next delivery reconnects).
-    pub fn disconnect(&mut self) {
-        if let Some((conn, _)) = self.open.take() {
-            // A polite close, briefly; a dead broker must not hold us up.
-            let _ = within(Duration::from_secs(2), "close", async move { conn.close(200, "bye").await.map_err(|e| e.to_string()) });
-        }
+        Ok(Endpoint { target, password, tls, heartbeat: heartbeat_secs.min(u16::MAX as u64) as u16, timeout: Duration::from_secs(timeout_secs) })
     }
 
     fn uri(&self) -> AMQPUri {
@@ -126,17 +117,12 @@ impl Link {
         }
     }
 
-    /// Opens the connection and the confirm-mode channel (and declares) unless already open.
+    /// Connects (TCP or TLS, within the timeout) and opens one channel. `role` names the
+    /// connection in the broker's management views (`qumulo-audit-broker <role> pid N`); a
+    /// connection error later is logged with `describe`.
     // The connect closure's type (returning tcp-stream's large `HandshakeError`) is lapin's.
     #[allow(clippy::result_large_err)]
-    fn channel(&mut self) -> Result<Channel, String> {
-        if let Some((conn, ch)) = &self.open {
-            if conn.status().connected() && ch.status().connected() {
-                return Ok(ch.clone());
-            }
-            log::info!("{}: connection lost ({:?}); reconnecting", self.target.describe(), conn.status().state());
-            self.open = None;
-        }
+    pub fn open(&self, role: &str, describe: &str) -> Result<(Connection, Channel), String> {
         let uri = self.uri();
         let host = uri.authority.host.clone();
         let port = uri.authority.port;
@@ -151,15 +137,54 @@ impl Link {
             stream.set_nonblocking(true)?;
             Ok(stream)
         });
-        let name = format!("qumulo-audit-broker pid {}", std::process::id());
+        let name = format!("qumulo-audit-broker {role}pid {}", std::process::id());
         let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        let opened = within(self.timeout, "connect", async move {
+            let conn = Connection::connector(uri, connect, props).await.map_err(|err| format!("connect: {err}"))?;
+            let ch = conn.create_channel().await.map_err(|err| format!("open channel: {err}"))?;
+            Ok((conn, ch))
+        })
+        .map_err(|err| format!("{describe}: {err}"))?;
+        let describe = describe.to_string();
+        opened.0.on_error(move |err| log::warn!("{describe}: connection error: {err}"));
+        Ok(opened)
+    }
+}
+
+impl Link {
+    /// Reads the password file and builds the TLS configuration; connects nothing.
+    pub fn new(d: &AmqpDestination, target: AmqpTarget, content_type: &'static str) -> Result<Link, ConfigError> {
+        let declare = Declare {
+            exchange: d.declare_exchange.then_some(d.exchange_type),
+            queue: d.queue.clone().map(|q| (q, d.queue_type, d.binding_key.clone())),
+        };
+        let endpoint = Endpoint::new(target.clone(), d.heartbeat_secs, d.timeout_secs)?;
+        Ok(Link { target, endpoint, declare, content_type, open: None })
+    }
+
+    /// Drops the connection (the next delivery reconnects).
+    pub fn disconnect(&mut self) {
+        if let Some((conn, _)) = self.open.take() {
+            // A polite close, briefly; a dead broker must not hold us up.
+            let _ = within(Duration::from_secs(2), "close", async move { conn.close(200, "bye").await.map_err(|e| e.to_string()) });
+        }
+    }
+
+    /// Opens the connection and the confirm-mode channel (and declares) unless already open.
+    fn channel(&mut self) -> Result<Channel, String> {
+        if let Some((conn, ch)) = &self.open {
+            if conn.status().connected() && ch.status().connected() {
+                return Ok(ch.clone());
+            }
+            log::info!("{}: connection lost ({:?}); reconnecting", self.target.describe(), conn.status().state());
+            self.open = None;
+        }
+        let (conn, ch) = self.endpoint.open("", &self.target.describe())?;
         let declare = self.declare.clone();
         let exchange = self.target.exchange.clone();
         let target = self.target.describe();
-        let opened = within(self.timeout, "connect", async move {
+        let declared = within(self.endpoint.timeout, "connect", async {
             let e = |what: &str, err: lapin::Error| format!("{what}: {err}");
-            let conn = Connection::connector(uri, connect, props).await.map_err(|err| e("connect", err))?;
-            let ch = conn.create_channel().await.map_err(|err| e("open channel", err))?;
             ch.confirm_select(ConfirmSelectOptions::default()).await.map_err(|err| e("confirm.select", err))?;
             if let Some(kind) = declare.exchange {
                 let opts = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
@@ -180,14 +205,11 @@ impl Link {
                     .await
                     .map_err(|err| e(&format!("bind queue {queue:?}"), err))?;
             }
-            Ok((conn, ch))
-        })
-        .map_err(|err| format!("{target}: {err}"))?;
-        let target = self.target.describe();
-        opened.0.on_error(move |err| log::warn!("{target}: connection error: {err}"));
+            Ok(())
+        });
+        declared.map_err(|err| format!("{target}: {err}"))?;
         log::info!("connected to {}", self.target.describe());
-        let ch = opened.1.clone();
-        self.open = Some(opened);
+        self.open = Some((conn, ch.clone()));
         Ok(ch)
     }
 
@@ -203,7 +225,7 @@ impl Link {
         let content_type = self.content_type;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(records.len());
         let mut returned = Vec::new();
-        let result = within(self.timeout, "publisher confirms", async {
+        let result = within(self.endpoint.timeout, "publisher confirms", async {
             let mut confirms = Vec::with_capacity(records.len());
             for r in records {
                 let props = BasicProperties::default()
@@ -258,7 +280,7 @@ impl Link {
         let ch = opened?;
         let exchange = self.target.exchange.clone();
         let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
-        let exists = within(self.timeout, "exchange check", async {
+        let exists = within(self.endpoint.timeout, "exchange check", async {
             ch.exchange_declare(&exchange, ExchangeKind::Topic, passive, FieldTable::default()).await.map_err(|e| e.to_string())
         });
         let what = self.target.describe();

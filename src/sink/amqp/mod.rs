@@ -16,7 +16,9 @@
 //! Properties: `delivery_mode` 2 (persistent), `content_type` `application/json` for JSON
 //! formats and `text/plain` for CEF and LEEF, `message_id` the event id, `timestamp` the
 //! event's time (else the time it was rendered), `app_id` `qumulo-audit-broker`. Routing key:
-//! a template of event fields ([`route`]).
+//! a template of event fields ([`route`]). With `pass_through = true` (the receiver tier,
+//! docs/scaling.md) the body is the envelope line as received (`text/plain`) and the message
+//! id the event id fixed here; `consume` reads such messages from a queue ([`crate::consume`]).
 //!
 //! **Per-cluster connections.** `[destination.clusters.<name>]` gives the events of cluster
 //! `<name>` their own broker connection (server, port, vhost, exchange, routing key,
@@ -59,6 +61,8 @@ pub struct AmqpEncoder {
     format: Format,
     default_key: RoutingKey,
     cluster_keys: HashMap<String, RoutingKey>,
+    /// `pass_through = true`: the body is the input line itself ([`record::encode_line`]).
+    pub pass_through: bool,
 }
 
 impl AmqpEncoder {
@@ -76,12 +80,20 @@ impl AmqpEncoder {
                 None => default_key = key,
             }
         }
-        AmqpEncoder { format: d.format, default_key, cluster_keys }
+        AmqpEncoder { format: d.format, default_key, cluster_keys, pass_through: d.pass_through }
+    }
+
+    fn key_of(&self, ev: &Event) -> &RoutingKey {
+        self.cluster_keys.get(&ev.cluster).unwrap_or(&self.default_key)
     }
 
     pub fn encode(&self, ev: &Event, rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
-        let template = self.cluster_keys.get(&ev.cluster).unwrap_or(&self.default_key);
-        record::encode(ev, template, self.format, rendered, out);
+        record::encode(ev, self.key_of(ev), self.format, rendered, out);
+    }
+
+    /// Pass-through (the receiver tier): [`record::encode_line`]; the body is the envelope.
+    pub fn encode_line(&self, ev: &Event, line: &[u8], out: &mut Vec<u8>) {
+        record::encode_line(ev, self.key_of(ev), line, out);
     }
 }
 
@@ -98,7 +110,8 @@ impl AmqpSink {
     /// Reads the secret files and TLS material; connects nothing (the first delivery does, so
     /// a broker that is down at start-up delays deliveries instead of failing the start).
     pub fn new(d: &AmqpDestination) -> Result<AmqpSink, ConfigError> {
-        let content_type = if d.format.is_json() { "application/json" } else { "text/plain" };
+        // Pass-through bodies are envelope lines (tab-separated text, docs/event-schema.md).
+        let content_type = if d.format.is_json() && !d.pass_through { "application/json" } else { "text/plain" };
         let mut links = Vec::new();
         let mut by_cluster = HashMap::new();
         for t in d.targets() {

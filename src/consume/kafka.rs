@@ -1,8 +1,5 @@
-//! `qumulo-audit-broker consume --config X.toml`: the processing tier (docs/scaling.md). Reads
-//! envelopes from a Kafka topic (`[source]`) in a consumer group and delivers them to the
-//! `[destination]` with omprog mode's own parts: the parse/render stage's [`Renderer`] (parser,
-//! classifier, filter, format, encoder), [`deliver_with_retry`] (backoff, dead-letter file), the
-//! stats line and its counters. Nothing of them is forked here.
+//! `consume` from a Kafka topic (`[source] type = "kafka"`) in a consumer group; the parts it
+//! shares with the AMQP source are in [`super`].
 //!
 //! **Contract: offsets are committed only for delivered messages.** One thread polls messages
 //! into a batch until it is full (`[batch]`) or its first message waited `[source] linger_ms`,
@@ -36,8 +33,7 @@
 //! There is no journal: Kafka keeps what was not committed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -45,11 +41,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::batch::Batch;
-use crate::config::{Config, ConfigError, SourceConfig};
-use crate::omprog::delivery::deliver_with_retry;
+use super::{deliver, Filling};
+use crate::config::{ConfigError, KafkaSource};
 use crate::omprog::pipeline::Renderer;
-use crate::omprog::{build, spawn_stats, Shared};
+use crate::omprog::Shared;
 use crate::sink::kafka::Security;
 use crate::sink::Sink;
 
@@ -88,7 +83,7 @@ fn parts(tpl: &TopicPartitionList) -> String {
 }
 
 /// librdkafka's consumer settings for `s` (the password read from its file).
-pub fn client_config(s: &SourceConfig) -> Result<ClientConfig, ConfigError> {
+pub fn client_config(s: &KafkaSource) -> Result<ClientConfig, ConfigError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", s.bootstrap_servers.join(","))
         .set("group.id", &s.group_id)
@@ -115,6 +110,21 @@ pub fn client_config(s: &SourceConfig) -> Result<ClientConfig, ConfigError> {
     }
     .apply(&mut c)?;
     Ok(c)
+}
+
+/// `check --connect`: the brokers answer and describe the topic (the group is not joined).
+pub(super) fn check(source: &KafkaSource) -> Result<String, String> {
+    let consumer: BaseConsumer<Ctx> = client_config(source)
+        .map_err(|e| e.message)?
+        .create_with_context(Ctx::default())
+        .map_err(|e| format!("librdkafka refused the settings: {e}"))?;
+    let describe = format!("kafka://{}/{}", source.bootstrap_servers.join(","), source.topic);
+    let md = consumer.fetch_metadata(Some(&source.topic), Duration::from_secs(10)).map_err(|e| format!("{describe}: no metadata: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == source.topic).ok_or_else(|| format!("{describe}: the cluster did not describe the topic"))?;
+    if let Some(e) = t.error() {
+        return Err(format!("{describe}: connected to {} broker(s), but the topic cannot be read: {:?}", md.brokers().len(), rdkafka::types::RDKafkaErrorCode::from(e)));
+    }
+    Ok(format!("{describe}: connected to {} broker(s); the topic has {} partitions (group {:?})", md.brokers().len(), t.partitions().len(), source.group_id))
 }
 
 /// What this process did, for its last log line (and the tests).
@@ -191,84 +201,16 @@ impl Expected {
     }
 }
 
-/// The batch being filled: its records and, per partition, the last offset it holds.
-struct Pending {
-    batch: Batch,
-    last: BTreeMap<i32, i64>,
-    messages: u64,
-    since: Option<Instant>,
-}
-
-impl Pending {
-    fn clear(&mut self) {
-        self.batch.clear();
-        self.last.clear();
-        self.messages = 0;
-        self.since = None;
-    }
-}
-
-/// Runs consume mode; returns the exit code.
-pub fn run(cfg: Config) -> i32 {
-    let Some(source) = cfg.source.clone() else {
-        log::error!("{}", cfg.locate(ConfigError::new("consume needs a [source] section (docs/scaling.md)")));
-        return 2;
-    };
-    let (sink, encoder, shared) = match build(cfg) {
-        Ok(b) => b,
-        Err(e) => {
-            log::error!("{e}");
-            return 2;
-        }
-    };
-    let consumer: BaseConsumer<Ctx> = match client_config(&source).and_then(|c| {
-        c.create_with_context(Ctx::default()).map_err(|e| ConfigError::new(format!("[source] librdkafka refused the settings: {e}")))
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("{}", shared.cfg.locate(e));
-            return 2;
-        }
-    };
-    if let Err(e) = consumer.subscribe(&[&source.topic]) {
-        log::error!("[source] cannot subscribe to {:?}: {e}", source.topic);
-        return 2;
-    }
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, shared.hup.clone());
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, shared.dead.reopen_flag());
-    let term = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone());
-    {
-        // SIGTERM becomes the shutdown flag the delivery code already watches.
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            while !term.load(Ordering::SeqCst) && !shared.shutdown.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if term.load(Ordering::SeqCst) {
-                log::info!("consume: SIGTERM: no more polling; what is delivered is committed, the rest is left to the group");
-            }
-            shared.shutdown.store(true, Ordering::SeqCst);
-        });
-    }
-    log::info!(
-        "consume: started: topic {:?} group {:?} on {}, destination {}",
-        source.topic,
-        source.group_id,
-        source.bootstrap_servers.join(","),
-        shared.cfg.name()
-    );
-    shared.write_state(false); // `status` counts consume instances as it counts omprog's
-    let stats_thread = spawn_stats(shared.clone());
-    let tally = serve(&consumer, &source, sink, Renderer::new(&shared.cfg, encoder), &shared);
-    shared.shutdown.store(true, Ordering::SeqCst);
+/// Reads the topic until SIGTERM; returns the exit line's counters.
+pub(super) fn serve(source: &KafkaSource, sink: Sink, renderer: Renderer, shared: &Shared) -> Result<String, ConfigError> {
+    let consumer: BaseConsumer<Ctx> = client_config(source)?
+        .create_with_context(Ctx::default())
+        .map_err(|e| ConfigError::new(format!("[source] librdkafka refused the settings: {e}")))?;
+    consumer.subscribe(&[&source.topic]).map_err(|e| ConfigError::new(format!("[source] cannot subscribe to {:?}: {e}", source.topic)))?;
+    let tally = poll_loop(&consumer, source, sink, renderer, shared);
     drop(consumer); // leaves the group: its partitions go to the others at once
-    if let Some(t) = stats_thread {
-        let _ = t.join();
-    }
-    log::info!(
-        "consume: exiting: messages={} batches={} commits={} commit_failures={} dropped_at_rebalance={} abandoned_at_exit={} out_of_sequence={}",
+    Ok(format!(
+        "messages={} batches={} commits={} commit_failures={} dropped_at_rebalance={} abandoned_at_exit={} out_of_sequence={}",
         tally.messages,
         tally.batches,
         tally.commits,
@@ -276,17 +218,15 @@ pub fn run(cfg: Config) -> i32 {
         tally.dropped_at_rebalance,
         tally.abandoned_at_exit,
         tally.out_of_sequence
-    );
-    log::info!("{}", shared.stats.line());
-    shared.write_state(true);
-    0
+    ))
 }
 
-fn serve(consumer: &BaseConsumer<Ctx>, source: &SourceConfig, mut sink: Sink, mut renderer: Renderer, shared: &Shared) -> Tally {
-    let (max_events, max_bytes) = (shared.cfg.batch.max_events, shared.cfg.batch.max_bytes);
+fn poll_loop(consumer: &BaseConsumer<Ctx>, source: &KafkaSource, mut sink: Sink, mut renderer: Renderer, shared: &Shared) -> Tally {
     let linger = Duration::from_millis(source.linger_ms);
     let mut tally = Tally::default();
-    let mut p = Pending { batch: Batch::default(), last: BTreeMap::new(), messages: 0, since: None };
+    let mut p = Filling::new();
+    // Per partition, the last offset the batch holds.
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
     let mut seen_rebalances = 0;
     let mut expected = Expected::default();
     let mut last_error = Instant::now() - Duration::from_secs(60);
@@ -298,16 +238,15 @@ fn serve(consumer: &BaseConsumer<Ctx>, source: &SourceConfig, mut sink: Sink, mu
             seen_rebalances = rebalances;
             tally.dropped_at_rebalance += p.messages;
             p.clear();
+            last.clear();
             expected.reset(consumer);
         }
         match msg {
             Some(Ok(m)) if !expected.admit(consumer, &source.topic, m.partition(), m.offset()) => tally.out_of_sequence += 1,
             Some(Ok(m)) => {
                 tally.messages += 1;
-                p.messages += 1;
-                p.since.get_or_insert_with(Instant::now);
-                p.last.insert(m.partition(), m.offset());
-                renderer.add(m.payload().unwrap_or_default(), &mut p.batch, shared);
+                last.insert(m.partition(), m.offset());
+                p.add(m.payload().unwrap_or_default(), &mut renderer, shared);
             }
             Some(Err(e)) if last_error.elapsed() >= Duration::from_secs(10) => {
                 log::warn!("consume: {e}");
@@ -315,18 +254,15 @@ fn serve(consumer: &BaseConsumer<Ctx>, source: &SourceConfig, mut sink: Sink, mu
             }
             Some(Err(_)) | None => {}
         }
-        let due = p.batch.len() >= max_events || p.batch.bytes() >= max_bytes || p.since.is_some_and(|t| t.elapsed() >= linger);
-        if p.messages == 0 || !due {
+        if !p.due(shared, u64::MAX, linger) {
             continue;
         }
-        p.batch.commits = true; // a file destination syncs (with `fsync`) before we commit
-        if !deliver(&mut sink, &p.batch, shared) {
-            tally.abandoned_at_exit += p.messages;
-            break;
+        if !deliver(&mut sink, &mut p.batch, shared) {
+            break; // counted as abandoned below
         }
         tally.batches += 1;
         let mut tpl = TopicPartitionList::new();
-        for (&partition, &offset) in &p.last {
+        for (&partition, &offset) in &last {
             let _ = tpl.add_partition_offset(&source.topic, partition, Offset::Offset(offset + 1));
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
@@ -337,22 +273,8 @@ fn serve(consumer: &BaseConsumer<Ctx>, source: &SourceConfig, mut sink: Sink, mu
             }
         }
         p.clear();
+        last.clear();
     }
     tally.abandoned_at_exit += p.messages;
     tally
-}
-
-/// Delivers `batch` until it is delivered (true) or SIGTERM came (false). An empty batch (every
-/// message dead-lettered or filtered) is delivered at once.
-fn deliver(sink: &mut Sink, batch: &Batch, shared: &Shared) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    loop {
-        match deliver_with_retry(sink, batch, shared) {
-            Ok(()) => return true,
-            Err(_) if shared.shutdown.load(Ordering::SeqCst) => return false,
-            Err(e) => log::warn!("consume: batch of {} records not delivered yet ({e}); retrying, not polling meanwhile", batch.len()),
-        }
-    }
 }
