@@ -193,8 +193,9 @@ fn receiver_and_one_then_two_consumers_deliver_every_event() {
     assert_eq!(d1 + d2, N + dups, "the second N, once each (plus duplicates with the same id)");
 }
 
-/// Two consumers; one is SIGKILLed while it delivers (its destination slowed so a batch is in
-/// flight); the other takes its partitions and redelivers what was not committed.
+/// Four consumers (as many as the topic has partitions); one is SIGKILLed while it delivers (its
+/// destination slowed so a batch is in flight); the others take its partitions and redeliver
+/// what was not committed, and a replacement joins.
 #[test]
 fn consumer_sigkilled_mid_batch_loses_nothing() {
     let _s = serial();
@@ -204,7 +205,7 @@ fn consumer_sigkilled_mid_batch_loses_nothing() {
     let mock = MockHttp::start();
     let r = Receiver::start(d, &tansu);
     const N: u64 = 6_000;
-    let mut group = vec![consumer(d, "c1", &tansu, &mock), consumer(d, "c2", &tansu, &mock)];
+    let mut group: Vec<Consumer> = (1..=4).map(|i| consumer(d, &format!("c{i}"), &tansu, &mock)).collect();
     let feeders = r.feed(N, 3_000);
     // Wait until deliveries are under way, slow the destination so batches are in flight.
     mock.wait_for_records(1_000, Duration::from_secs(60));
@@ -228,7 +229,7 @@ fn consumer_sigkilled_mid_batch_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let c1 = group.remove(victim_at);
-    let c2 = group.remove(0);
+    let survivors = group;
     let (_, undelivered_at_kill) = in_flight(&c1);
     let before = mock.accepted_records().len();
     let victim = c1.pid();
@@ -236,22 +237,32 @@ fn consumer_sigkilled_mid_batch_loses_nothing() {
     c1.kill();
     mock.set_delay(Duration::ZERO);
     // A supervisor (systemd Restart=always) starts a replacement.
-    let c3 = consumer(d, "c3", &tansu, &mock);
+    let c5 = consumer(d, "c5", &tansu, &mock);
     for f in feeders {
         f.join();
     }
-    let tally = settle(&mock, N, || format!("---- victim:\n{}\n{}", std::fs::read_to_string(&victim_path).unwrap_or_default(), context(&r, &[&c2, &c3], &tansu)));
+    let tally = settle(&mock, N, || {
+        let mut all: Vec<&Consumer> = survivors.iter().collect();
+        all.push(&c5);
+        format!("---- victim:\n{}\n{}", std::fs::read_to_string(&victim_path).unwrap_or_default(), context(&r, &all, &tansu))
+    });
     let (ids, _) = receiver_ids(&tansu, N);
     let dups = check_ids(&mock.accepted_records(), &ids);
-    let (_, d2, log2) = c2.terminate();
-    let (_, d3, _) = c3.terminate();
+    let mut survivor_delivered = Vec::new();
+    let mut survivor_rebalances = 0;
+    for c in survivors {
+        let (_, delivered, log) = c.terminate();
+        survivor_delivered.push(delivered);
+        survivor_rebalances += log.matches("partitions revoked").count();
+    }
+    let (_, d5, _) = c5.terminate();
     let out = Outcome::new("scale-consumer-sigkill", N, &tally, 0..N)
         .with("killed_pid", victim)
         .with("delivered_before_kill", before)
         .with("victim_parsed_not_delivered_at_kill", undelivered_at_kill)
-        .with("survivor_delivered", d2)
-        .with("replacement_delivered", d3)
-        .with("survivor_rebalances", log2.matches("partitions revoked").count())
+        .with("survivors_delivered", format!("{survivor_delivered:?}"))
+        .with("replacement_delivered", d5)
+        .with("survivor_rebalances", survivor_rebalances)
         .with("extra_copies_same_id", dups);
     out.print();
     assert_eq!(out.lost(), 0, "{}", out.line());

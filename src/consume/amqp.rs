@@ -20,7 +20,8 @@
 //!   here from the envelope line). Duplicates are bounded by one process's prefetch.
 //! * Connection lost (broker restart, network): the batch being filled is dropped (the broker
 //!   redelivers it) and the connection is opened again with backoff ([`RECONNECT_FIRST`] doubling
-//!   to [`RECONNECT_MAX`]); an ack that fails means the delivered batch comes back (duplicates).
+//!   to [`RECONNECT_MAX`], back to the first only after a batch was acknowledged, so a broker that
+//!   drops every session at once is not retried in a tight loop); an ack that fails means the delivered batch comes back (duplicates).
 //!   Delivery tags belong to a channel, so a batch never mixes messages of two connections.
 //! * SIGTERM: a batch being delivered finishes its current attempt and is acknowledged if it
 //!   was delivered; the channel and connection are closed politely, so whatever was not
@@ -162,7 +163,9 @@ pub(super) fn serve(source: &AmqpSource, mut sink: Sink, mut renderer: Renderer,
                 continue;
             }
         };
-        backoff = RECONNECT_FIRST;
+        // The pause is reset only once a batch was acknowledged on this session: a broker that
+        // accepts the session and drops it at once (a node draining, a queue that cannot be
+        // consumed) is not retried in a tight loop.
         tally.connects += 1;
         log::info!("consume: consuming {} (prefetch {prefetch})", source.describe());
         let mut last_tag = 0;
@@ -187,11 +190,18 @@ pub(super) fn serve(source: &AmqpSource, mut sink: Sink, mut renderer: Renderer,
                 break None; // SIGTERM while the destination was failing: left to the broker
             }
             tally.batches += 1;
+            // A due batch holds at least one message of this session (`Filling::due`), so the tag
+            // is that of a delivery on this channel: `multiple` with tag 0 would acknowledge every
+            // outstanding delivery, including prefetched ones not yet delivered.
+            assert!(last_tag > 0, "a due batch without a delivery tag");
             let acked = s.ack_up_to(last_tag, ep.timeout);
             let messages = p.messages;
             p.clear();
             match acked {
-                Ok(()) => tally.acks += 1,
+                Ok(()) => {
+                    tally.acks += 1;
+                    backoff = RECONNECT_FIRST;
+                }
                 Err(e) => {
                     tally.ack_failures += 1;
                     log::warn!("consume: delivered {messages} messages but the ack failed ({e}); the broker delivers them again (same ids)");
@@ -210,6 +220,8 @@ pub(super) fn serve(source: &AmqpSource, mut sink: Sink, mut renderer: Renderer,
                 p.clear();
                 drop(s.consumer);
                 close(s.conn, s.ch);
+                sleep_unless_shutdown(backoff, shared);
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
             None => {
                 tally.abandoned_at_exit += p.messages;

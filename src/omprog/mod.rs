@@ -346,6 +346,29 @@ mod tests {
         assert_eq!(journals[0], format!("{}\n", line(1)).into_bytes(), "the accepted line stays journaled");
     }
 
+    /// A pass-through destination (the receiver tier) forwards envelopes only: a bare Qumulo line
+    /// that parses is dead-lettered with the reason, not forwarded for a processor to misfile.
+    #[test]
+    fn pass_through_dead_letters_a_line_that_is_not_an_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.ndjson");
+        // The broker is never reached: nothing is left to deliver once the line is refused.
+        let text = format!(
+            "[destination]\ntype = \"kafka\"\npass_through = true\nbootstrap_servers = [\"127.0.0.1:9\"]\ntopic = \"t\"\n\
+             [dead_letter]\npath = \"{}\"\n[journal]\ndir = \"{}\"\n[stats]\ninterval_secs = 0\n",
+            dead.display(),
+            dir.path().join("journal").display()
+        );
+        let input = vec!["BEGIN TRANSACTION".into(), line(1), "COMMIT TRANSACTION".into()];
+        let (code, replies, _, _) = drive_config(&text, dir.path(), &dir.path().join("none"), &input);
+        assert_eq!(code, 0);
+        assert_eq!(replies, strs(&["OK", "OK", "DEFER_COMMIT", "OK"]));
+        let dl = std::fs::read_to_string(&dead).unwrap();
+        assert_eq!(dl.lines().count(), 1, "{dl}");
+        assert!(dl.contains("pass_through forwards only envelope lines"), "{dl}");
+        assert!(dl.contains("fs_write_data"), "the line itself is kept: {dl}");
+    }
+
     /// A last line without its newline was cut by a dying writer: never journaled, answered or
     /// delivered (rsyslog re-sends it); the accepted lines before it stay journaled.
     #[test]

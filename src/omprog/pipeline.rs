@@ -73,6 +73,14 @@ impl Renderer {
                     stats.filtered.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
+                if self.encoder.passes_lines_through() && !is_envelope(line) {
+                    // The receiver tier forwards envelopes only: the envelope fixes the cluster
+                    // and the event id for every processor downstream. A bare body would be
+                    // parsed again there with the processor's own cluster settings.
+                    stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.dead.write(Kind::ParseError, &self.event.cluster, NOT_AN_ENVELOPE, line);
+                    return;
+                }
                 let start = batch.begin_record();
                 self.encoder.encode_from(&self.event, line, &mut self.rendered, &mut batch.buf);
                 batch.end_record(start);
@@ -85,6 +93,15 @@ impl Renderer {
             }
         }
     }
+}
+
+/// Why a pass-through destination refuses a line that parsed but is not an envelope.
+const NOT_AN_ENVELOPE: &str = "pass_through forwards only envelope lines (rsyslog's qab_envelope template: QAB2 or version 1); this line is a bare body: give the receiver's omprog action template=\"qab_envelope\"";
+
+/// An envelope as rsyslog renders it: version 2 (`QAB2` and a tab) or version 1 (the JSON object
+/// the old template wrote, `{"v":1,` first; its journals are still forwarded after an upgrade).
+fn is_envelope(line: &[u8]) -> bool {
+    line.starts_with(b"QAB2\t") || line.starts_with(b"{\"v\":1,")
 }
 
 pub(super) fn parse_stage(work_rx: Receiver<Work>, batch_tx: Sender<Batch>, pool_rx: Receiver<Batch>, encoder: Encoder, shared: Arc<Shared>) {

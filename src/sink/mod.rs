@@ -91,6 +91,11 @@ impl Encoder {
         }
     }
 
+    /// Whether records are the input lines themselves (`pass_through`, the receiver tier).
+    pub fn passes_lines_through(&self) -> bool {
+        matches!(self, Encoder::Kafka(e) if e.pass_through) || matches!(self, Encoder::Amqp(e) if e.pass_through)
+    }
+
     /// As [`Encoder::encode`], with the line `ev` was parsed from: a pass-through `kafka` or
     /// `amqp` destination forwards the line itself (the receiver tier), every other encoder renders.
     pub fn encode_from(&self, ev: &Event, line: &[u8], rendered: &mut Vec<u8>, out: &mut Vec<u8>) {
