@@ -269,6 +269,12 @@ impl Link {
             // The channel's state is unknown (or closed by the broker): start afresh.
             self.open = None;
         }
+        if !returned.is_empty() && self.declare.queue.is_some() {
+            // The queue this destination declares and binds is gone (deleted, expired by a
+            // policy): reconnect, so the retry declares and binds it again instead of counting
+            // returns towards the dead-letter file.
+            self.open = None;
+        }
         (outcomes, returned)
     }
 
