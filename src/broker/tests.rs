@@ -118,6 +118,11 @@ fn renders_the_shipped_wiring() {
     assert_eq!(dests.matches("action(type=\"omprog\"").count(), 2);
     assert!(dests.contains("queue.filename=\"qab-file\"") && dests.contains("queue.dequeueBatchSize=\"4096\""));
     assert!(dests.contains("queue.filename=\"qab-splunk-hec\"") && dests.contains("queue.dequeueBatchSize=\"1024\""));
+    // The second instance starts at 10 % of queue.size: the lowest value rsyslog takes without a
+    // warning at start (tests/broker_listener.rs starts one).
+    assert_eq!(dests.matches("queue.workerThreads=\"2\" queue.workerThreadMinimumMessages=\"10000\"").count(), 2, "{dests}");
+    let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 4321\n")).unwrap();
+    assert!(render(&small, &r)["20-destinations.conf"].contains("queue.size=\"4321\" queue.highWatermark=\"3456\" queue.lowWatermark=\"864\"") && super::render::second_worker_threshold(4321) == 430);
     let clusters = &files["30-clusters.conf"];
     assert_eq!(clusters.matches("input(type=\"imtcp\"").count(), 2, "one own port, one shared port:\n{clusters}");
     assert!(clusters.contains("set $.cluster = \"prod\""));
