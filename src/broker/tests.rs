@@ -99,6 +99,11 @@ fn errors_keep_their_line_in_broker_toml() {
     assert!(e.to_string().contains("not an IP address"), "{e}");
     let e = parse(&GOOD.replace("name = \"splunk-hec\"", "name = \"file\"")).unwrap_err();
     assert!(e.to_string().contains("clashes"), "{e}");
+    // A per-cluster override of an amqp destination: its key's line in broker.toml.
+    let amqp = format!("{GOOD}\n[[destination]]\nname = \"mq\"\ntype = \"amqp\"\nserver = \"rabbit\"\nexchange = \"x\"\n\n[destination.clusters.prod]\nuser = \"u\"\n");
+    let e = parse(&amqp).unwrap_err();
+    assert_eq!(e.line, Some(amqp.lines().count()), "{e}");
+    assert!(e.to_string().starts_with(&format!("/etc/qab/broker.toml: line {}: [destination.clusters.prod] `user` and `password_file` go together", amqp.lines().count())), "{e}");
 }
 
 #[test]
