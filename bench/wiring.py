@@ -309,6 +309,9 @@ VARIANTS = {
                   lambda c: _queue_param(c, "dequeueBatchSize", "1024"), None),
     "workers1": ("queue.workerThreads=1 (one program instance)", lambda c: _queue_param(c, "workerThreads", "1"), None),
     "workers4": ("queue.workerThreads=4 (up to four instances)", lambda c: _queue_param(c, "workerThreads", "4"), None),
+    "min-msgs-1000": ("queue.workerThreadMinimumMessages=1000 (the second instance at 1000 waiting events, as shipped "
+                      "before; shipped: 10000, the lowest value without rsyslog's start-up warning)",
+                      lambda c: _queue_param(c, "workerThreadMinimumMessages", "1000"), None),
 }
 
 

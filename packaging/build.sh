@@ -6,8 +6,8 @@
 #   packaging/build.sh --deb-only | --rpm-only
 #
 # Installs what it needs when missing: the musl rust target (rustup), musl-gcc
-# (Debian package musl-tools, needed by ring's C code and librdkafka), cargo-deb and
-# cargo-generate-rpm (cargo install --locked). Prints the packages' paths.
+# (Debian package musl-tools, needed by ring's C code and librdkafka), cargo-deb (cargo install
+# --locked) and a patched cargo-generate-rpm (below). Prints the packages' paths.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -44,13 +44,35 @@ if [ -z "$target" ]; then
     fi
 fi
 
-for tool in cargo-deb:deb cargo-generate-rpm:generate-rpm; do
-    crate=${tool%%:*} sub=${tool#*:}
-    if ! cargo "$sub" --version >/dev/null 2>&1; then
-        say "installing $crate"
-        cargo install --locked "$crate" >&2
-    fi
-done
+if [ "$want_deb" = 1 ] && ! cargo deb --version >/dev/null 2>&1; then
+    say "installing cargo-deb"
+    cargo install --locked cargo-deb >&2
+fi
+
+# cargo-generate-rpm: the rpm must own its directories (`dir = true` assets in Cargo.toml).
+# Release 0.21.1 parses such assets but cannot build them (it hands rpm's with_file() an empty
+# source path); upstream fixed it after the release (PR #153, not on crates.io, and GitHub may be
+# out of reach). So build.sh builds 0.21.1's crates.io source, fetched by cargo, with
+# packaging/rpm/cargo-generate-rpm-dir-assets.patch (with_dir_entry() for them) into
+# target/packaging/tools, once. CGR_VERSION must match the patch.
+CGR_VERSION=0.21.1
+cgr="$top/target/packaging/tools/bin/cargo-generate-rpm"
+if [ "$want_rpm" = 1 ] && [ ! -x "$cgr" ]; then
+    say "building cargo-generate-rpm $CGR_VERSION with directory assets (packaging/rpm/cargo-generate-rpm-dir-assets.patch)"
+    fetch="$top/target/packaging/cgr-fetch"
+    rm -rf "$fetch" && mkdir -p "$fetch/src"
+    printf '[workspace]\n[package]\nname = "cgr-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\ncargo-generate-rpm = "=%s"\n' "$CGR_VERSION" >"$fetch/Cargo.toml"
+    : >"$fetch/src/lib.rs"
+    # cargo fetch downloads it (a dependency without a library: cargo warns, and fetches it) and
+    # unpacks it in its registry cache.
+    cargo fetch --manifest-path "$fetch/Cargo.toml" >&2
+    unpacked=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cargo-generate-rpm-$CGR_VERSION" 2>/dev/null | head -n 1)
+    [ -n "$unpacked" ] || { say "cargo fetch did not unpack cargo-generate-rpm $CGR_VERSION"; exit 1; }
+    src="$top/target/packaging/cargo-generate-rpm-$CGR_VERSION"
+    rm -rf "$src" && cp -r "$unpacked" "$src"
+    patch -p1 -d "$src" <packaging/rpm/cargo-generate-rpm-dir-assets.patch >&2
+    cargo install --locked --path "$src" --root "$top/target/packaging/tools" >&2
+fi
 
 if [ "$target" = "$musl" ]; then
     # librdkafka (rdkafka-sys, Kafka destination) is built by its own ./configure + make, which
@@ -78,6 +100,6 @@ if [ "$want_deb" = 1 ]; then
     ls target/packages/qumulo-audit-broker_*.deb
 fi
 if [ "$want_rpm" = 1 ]; then
-    cargo generate-rpm --target "$target" -o target/packages/ >&2
+    "$cgr" generate-rpm --target "$target" -o target/packages/ >&2
     ls target/packages/qumulo-audit-broker-*.rpm
 fi

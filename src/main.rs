@@ -106,6 +106,13 @@ enum Command {
         /// How long to wait for the destinations.
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
+        /// With [broker.tls] auth_mode x509/*: the client certificate to present (PEM; default:
+        /// the listener's own cert_file).
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// Its private key (PEM; default: the listener's key_file).
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
     },
     /// Print a broker.toml translated from the hand-written layout (active rsyslog drop-ins and
     /// the destination TOML files they name).
@@ -166,7 +173,20 @@ fn check(config: &Path, destination: Option<&str>, connect: bool) -> i32 {
             }
         };
         println!("{}: {} cluster(s), {} destination(s)", config.display(), b.clusters.len(), b.destinations.len());
-        return b.destinations.iter().map(|d| check_one(d.config.clone(), &format!("destination {:?}", d.name), connect)).max().unwrap_or(0);
+        let listener = match &b.globals.tls {
+            None => 0,
+            Some(t) => match broker::tls::preflight(&b.text, &b.path, t) {
+                Ok(()) => {
+                    println!("{}: listener TLS (auth_mode {}): certificate and key match, rsyslog's TLS driver is installed", config.display(), t.mode().as_str());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    2
+                }
+            },
+        };
+        return b.destinations.iter().map(|d| check_one(d.config.clone(), &format!("destination {:?}", d.name), connect)).fold(listener, i32::max);
     }
     match broker::load_config(config, destination) {
         Ok(cfg) => {
@@ -311,8 +331,11 @@ fn main() {
             }
         },
         Command::Status { config, impstats, prometheus } => status(&config, impstats, prometheus),
-        Command::TestEvent { cluster, config, wait_secs } => match BrokerFile::load(&running_config(&config)) {
-            Ok(b) => broker::test_event::run(&b, &cluster, std::time::Duration::from_secs(wait_secs)),
+        Command::TestEvent { cluster, config, wait_secs, client_cert, client_key } => match BrokerFile::load(&running_config(&config)) {
+            Ok(b) => {
+                let client = client_cert.as_deref().zip(client_key.as_deref());
+                broker::test_event::run(&b, &cluster, std::time::Duration::from_secs(wait_secs), client)
+            }
             Err(e) => {
                 eprintln!("{e}");
                 2

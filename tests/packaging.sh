@@ -129,6 +129,7 @@ fi
 
 dpkg-deb -f "$DEB" Depends >"$W/depends.txt"
 check "deb: Depends is exactly 'rsyslog (>= 8.2001)' (dpkg-deb -I)" grep -qx 'rsyslog (>= 8.2001)' "$W/depends.txt"
+check "deb: Suggests rsyslog-gnutls, the listener TLS driver" bash -c "[ \"\$(dpkg-deb -f '$DEB' Suggests)\" = rsyslog-gnutls ]"
 check "deb: Package/Architecture fields" bash -c "[ \"\$(dpkg-deb -f '$DEB' Package Architecture | tr '\n' ' ')\" = 'Package: qumulo-audit-broker Architecture: amd64 ' ]"
 
 mkdir -p "$W/control"
@@ -185,24 +186,45 @@ if [ "$lE" -eq 0 ] && [ "$lintian_rc" -eq 0 ]; then pass "deb: lintian reports n
 # ---------------------------------------------------------------------------------------------
 # .rpm: same files and modes, %config(noreplace), scripts, requires
 # ---------------------------------------------------------------------------------------------
-rpm -qlp "$RPM" 2>/dev/null | sort >"$W/rpm-list.txt"
+# Regular files here; the package's directories are checked below.
+rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$RPM" 2>/dev/null | awk '$1 !~ /^d/ {print $2}' | sort >"$W/rpm-list.txt"
 grep -v -E '/usr/share/doc/qumulo-audit-broker/(copyright|changelog.Debian.gz)$|/usr/share/lintian/' "$W/deb-actual.txt" | awk '{print $2}' | sort >"$W/rpm-expected-list.txt"
 check "rpm: file list (rpm -qlp) matches the .deb's (minus Debian-only copyright, changelog, lintian override)" \
     diff -u "$W/rpm-expected-list.txt" "$W/rpm-list.txt"
-rpm -qp --qf '[%{FILEMODES:octal} %{FILENAMES}\n]' "$RPM" 2>/dev/null | sed -E 's/^10*([0-7]{3,4}) /\1 /' |
+rpm -qp --qf '[%{FILEMODES:octal} %{FILENAMES}\n]' "$RPM" 2>/dev/null | grep -v '^4' | sed -E 's/^10*([0-7]{3,4}) /\1 /' |
     awk '{printf "%04d %s\n", $1, $2}' | sort >"$W/rpm-modes.txt"
 grep -v -E '/usr/share/doc/qumulo-audit-broker/(copyright|changelog.Debian.gz)$|/usr/share/lintian/' "$W/deb-actual.txt" >"$W/rpm-expected-modes.txt"
 check "rpm: file modes match the .deb's (0640 for destination configs)" diff -u "$W/rpm-expected-modes.txt" "$W/rpm-modes.txt"
 rpm -qcp "$RPM" 2>/dev/null | sort >"$W/rpm-config.txt"
 check "rpm: config files (rpm -qcp) are exactly the files under /etc" diff -u "$W/etc-files.txt" "$W/rpm-config.txt"
 check "rpm: every config file is %config(noreplace)" bash -c \
-    "rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' '$RPM' | awk '\$2 ~ /^\/etc\// && \$1 != \"cn\" {print; bad=1} END {exit bad}'"
+    "rpm -qp --qf '[%{FILEMODES:perms} %{FILEFLAGS:fflags}: %{FILENAMES}\n]' '$RPM' | awk '\$1 !~ /^d/ && \$3 ~ /^\/etc\// && \$2 != \"cn:\" {print; bad=1} END {exit bad}'"
+# The directories it ships files into or setup-dirs creates, owned by the package (rpm -e removes
+# them when empty; rpm -qf names the package), with the modes setup-dirs gives them.
+{
+    for d in /etc/qumulo-audit-broker /var/spool/qumulo-audit-broker /var/spool/qumulo-audit-broker/queue \
+        /var/spool/qumulo-audit-broker/journal /var/lib/qumulo-audit-broker /var/lib/qumulo-audit-broker/dead-letter \
+        /var/log/qumulo-audit-broker; do
+        echo "drwxr-x--- root:root $d"
+    done
+    for d in /etc/qumulo-audit-broker/rsyslog.d /usr/libexec/qumulo-audit-broker /usr/share/qumulo-audit-broker \
+        /usr/share/qumulo-audit-broker/rsyslog /usr/share/qumulo-audit-broker/elasticsearch /usr/share/doc/qumulo-audit-broker \
+        /usr/share/doc/qumulo-audit-broker/docs /usr/share/doc/qumulo-audit-broker/examples; do
+        echo "drwxr-xr-x root:root $d"
+    done
+} | sort -k3 >"$W/rpm-dirs-expected.txt"
+rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$RPM" 2>/dev/null | awk '$1 ~ /^d/' | sort -k3 >"$W/rpm-dirs.txt"
+check "rpm: owns its directories (/etc/qumulo-audit-broker, /var/{spool,lib,log}, /usr/share/doc ...), modes as setup-dirs sets them" \
+    diff -u "$W/rpm-dirs-expected.txt" "$W/rpm-dirs.txt"
+check "rpm: every directory holding a file of the package under its own names is owned by it" bash -c \
+    "awk '{print \$3}' '$W/rpm-dirs.txt' >'$W/rpm-dir-names.txt'; while read -r f; do d=\${f%/*}; case \$d in *qumulo-audit-broker*) grep -qx \"\$d\" '$W/rpm-dir-names.txt' || { echo \"not owned: \$d\"; exit 1; } ;; esac; done <'$W/rpm-list.txt'"
 rpm -qp --scripts "$RPM" >"$W/rpm-scripts.txt" 2>/dev/null
 check "rpm: post-install script runs setup-dirs and 'systemctl try-restart rsyslog.service >/dev/null 2>&1 || :'" \
     bash -c "sed -n '/^postinstall scriptlet/,/^\$/p' '$W/rpm-scripts.txt' | grep -q 'setup-dirs' && sed -n '/^postinstall scriptlet/,/^\$/p' '$W/rpm-scripts.txt' | grep -qF 'systemctl try-restart rsyslog.service >/dev/null 2>&1 || :'"
 check "rpm: post-uninstall script runs 'systemctl try-restart rsyslog.service >/dev/null 2>&1 || :'" \
     bash -c "sed -n '/^postuninstall scriptlet/,/^\$/p' '$W/rpm-scripts.txt' | grep -qF 'systemctl try-restart rsyslog.service >/dev/null 2>&1 || :'"
 check "rpm: requires 'rsyslog >= 8.2001' (rpm -qp --requires)" bash -c "rpm -qp --requires '$RPM' 2>/dev/null | grep -qx 'rsyslog >= 8.2001'"
+check "rpm: suggests rsyslog-gnutls, the listener TLS driver (rpm -qp --suggests)" bash -c "rpm -qp --suggests '$RPM' 2>/dev/null | grep -qx 'rsyslog-gnutls'"
 
 # ---------------------------------------------------------------------------------------------
 # rsyslogd -N1: every shipped drop-in, alone and together, against Debian's rsyslog.conf

@@ -2,7 +2,8 @@
 //!
 //! Order, and what each step guarantees (a broken `broker.toml` never replaces a working
 //! configuration):
-//! 1. parse `broker.toml` ([`BrokerFile::load`]) and run every destination through the same
+//! 1. parse `broker.toml` ([`BrokerFile::load`]), check the listener TLS files and driver
+//!    ([`super::tls::preflight`]) and run every destination through the same
 //!    [`preflight::check`] as `check` and omprog start-up: an error stops here (exit 2);
 //! 2. render ([`super::render`]), knowing which modules the rest of rsyslog's configuration
 //!    loads (the main `rsyslog.conf` and what it includes, our own directory excluded);
@@ -70,6 +71,9 @@ fn apply(o: &ApplyOptions) -> Result<String, (i32, String)> {
         return Err(invalid(format!("{}: clusters are defined but no [[destination]]: their events would go nowhere", o.broker_toml.display())));
     }
     let mut out = String::new();
+    if let Some(t) = &broker.globals.tls {
+        super::tls::preflight(&broker.text, &broker.path, t).map_err(|e| invalid(e.to_string()))?;
+    }
     for d in &broker.destinations {
         let pf = preflight::check(&d.config).map_err(|e| invalid(format!("destination {:?}: {e}", d.name)))?;
         for (key, dir) in pf.will_create {

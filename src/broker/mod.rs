@@ -4,6 +4,9 @@
 //! ```toml
 //! [broker]                        # optional; every key has a default
 //! listen_address = "0.0.0.0"
+//! [broker.tls]                    # optional: the listeners speak TLS (rsyslog's gtls driver)
+//! cert_file = "/etc/qumulo-audit-broker/tls/listener.pem"
+//! key_file = "/etc/qumulo-audit-broker/tls/listener.key"
 //!
 //! [[cluster]]                     # own port: the port names the cluster
 //! name = "prod"
@@ -38,6 +41,7 @@ pub mod apply;
 pub mod render;
 pub mod migrate;
 pub mod test_event;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -75,6 +79,8 @@ pub struct Globals {
     pub cluster_queue_size: u64,
     /// Seconds between rsyslog impstats records (queue depth for `status`).
     pub impstats_interval_secs: u32,
+    /// `[broker.tls]`: the listeners speak TLS ([`tls`]).
+    pub tls: Option<tls::ListenerTls>,
 }
 
 impl Default for Globals {
@@ -89,6 +95,7 @@ impl Default for Globals {
             queue_max_disk_space: "10g".into(),
             cluster_queue_size: 50_000,
             impstats_interval_secs: 10,
+            tls: None,
         }
     }
 }
@@ -174,6 +181,9 @@ impl BrokerFile {
         }
         if g.listen_address.is_empty() || g.listen_address.contains(['"', '\\', ' ']) {
             return Err(ConfigError::new(format!("[broker] listen_address = {:?}: an IP address or host name", g.listen_address)));
+        }
+        if let Some(t) = &g.tls {
+            tls::validate(text, t)?;
         }
         check_clusters(text, &doc.cluster)?;
         let headers = headers(text);

@@ -8,7 +8,8 @@
 //!   disk-assisted queue, running `omprog --config broker.toml --destination NAME`.
 //! * `30-clusters.conf`: per own-port cluster a ruleset setting `$.cluster` and its input; per
 //!   shared port one ruleset choosing `$.cluster` by `$fromhost-ip` (else "unmapped") and one
-//!   input.
+//!   input. With `[broker.tls]` every input carries the TLS driver's parameters
+//!   ([`super::tls::input_params`]).
 //! * `50-deliver.conf`: `qab_deliver`, numbering each message once (mmsequence) and calling
 //!   every destination.
 //! * [`SNAPSHOT`]: the validated `broker.toml` itself, which the programs read (not `.conf`:
@@ -147,7 +148,7 @@ ruleset(name="{ruleset}") {{
         queue.size="{size}" queue.highWatermark="{high}" queue.lowWatermark="{low}"
         queue.maxDiskSpace="{disk}" queue.maxFileSize="64m"
         queue.dequeueBatchSize="{batch}"
-        queue.workerThreads="2" queue.workerThreadMinimumMessages="1000"
+        queue.workerThreads="2" queue.workerThreadMinimumMessages="{min_msgs}"
         action.resumeRetryCount="-1" action.resumeInterval="10" action.resumeIntervalMax="300"
         action.reportSuspension="on")
 }}
@@ -164,11 +165,21 @@ ruleset(name="{ruleset}") {{
             log = q(&g.log_dir.join(format!("{}.log", d.name))),
             spool = q(&g.spool_dir.join("queue")),
             high = size * 4 / 5,
+            min_msgs = second_worker_threshold(size),
             low = size / 5,
             disk = g.queue_max_disk_space,
         );
     }
     s
+}
+
+/// `queue.workerThreadMinimumMessages` for an action queue of `size`: the second program instance
+/// starts when this many events wait. rsyslog (runtime/queue.c, `qqueueCorrectParams`) warns at
+/// every start when a queue with more than one worker has a minimum below `size / 100 * 10`
+/// (integer arithmetic); this is exactly that value, the earliest start without a warning
+/// (10000 for the default 100000, as the shipped hand-written files).
+pub fn second_worker_threshold(size: u64) -> u64 {
+    size / 100 * 10
 }
 
 fn clusters(b: &BrokerFile) -> String {
@@ -181,6 +192,8 @@ fn clusters(b: &BrokerFile) -> String {
     if by_port.is_empty() {
         s.push_str("# No [[cluster]] in broker.toml: nothing listens.\n");
     }
+    // TLS: the driver per input, one line (broker/tls.rs says why not on the module).
+    let tls = g.tls.as_ref().map(|t| format!("\n        {}", super::tls::input_params(t).trim_start())).unwrap_or_default();
     let queue = format!("queue.type=\"LinkedList\" queue.size=\"{}\" queue.dequeueBatchSize=\"1024\"\n        queue.timeoutShutdown=\"10000\"", g.cluster_queue_size);
     for (port, cs) in by_port {
         let (ruleset, input, body) = if cs.len() == 1 && cs[0].nodes.is_empty() {
@@ -198,7 +211,7 @@ fn clusters(b: &BrokerFile) -> String {
         let names: Vec<&str> = cs.iter().map(|c| c.name.get_ref().as_str()).collect();
         let _ = write!(
             s,
-            "# Port {port}: {}\nruleset(name=\"{ruleset}\"\n        {queue}) {{\n{body}    call qab_deliver\n}}\ninput(type=\"imtcp\" name=\"{input}\" address=\"{}\" port=\"{port}\" ruleset=\"{ruleset}\")\n\n",
+            "# Port {port}: {}\nruleset(name=\"{ruleset}\"\n        {queue}) {{\n{body}    call qab_deliver\n}}\ninput(type=\"imtcp\" name=\"{input}\" address=\"{}\" port=\"{port}\" ruleset=\"{ruleset}\"{tls})\n\n",
             if cs.len() == 1 && cs[0].nodes.is_empty() { format!("cluster {:?}", names[0]) } else { format!("shared by {} (by the sending node's address)", names.join(", ")) },
             g.listen_address
         );

@@ -8,10 +8,14 @@
 //! broker carrying traffic a rise may be another event; on a quiet one it is this one. The
 //! line's path names the test (`/qumulo-audit-broker/test-event-<time>`), so it can be found at
 //! the destination. A shared port is reached from this host's address, which is usually no
-//! node of the cluster: the event then arrives as cluster "unmapped" (said in the output).
+//! node of the cluster: the event then arrives as cluster "unmapped" (said in the output). With
+//! `[broker.tls]` the line goes over TLS ([`super::tls::send_line`]: the listener must present
+//! its own certificate; in the x509 modes the listener's certificate, or `--client-cert`, is
+//! presented as the client's).
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::BrokerFile;
@@ -41,7 +45,8 @@ pub fn sample_line(now_secs: u64, nanos: u128) -> String {
 }
 
 /// Exit: 0 every destination delivered it, 1 some did not within `wait`, 2 bad arguments.
-pub fn run(b: &BrokerFile, cluster: &str, wait: Duration) -> i32 {
+/// `client`: the certificate and key to present to a TLS listener (x509 modes).
+pub fn run(b: &BrokerFile, cluster: &str, wait: Duration, client: Option<(&Path, &Path)>) -> i32 {
     let Some(c) = b.clusters.iter().find(|c| c.name.get_ref() == cluster) else {
         let names: Vec<&str> = b.clusters.iter().map(|c| c.name.get_ref().as_str()).collect();
         eprintln!("test-event: no [[cluster]] named {cluster:?} in {} (defined: {})", b.path.display(), if names.is_empty() { "none".into() } else { names.join(", ") });
@@ -59,16 +64,22 @@ pub fn run(b: &BrokerFile, cluster: &str, wait: Duration) -> i32 {
     let before = gather(&targets, None);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let line = sample_line(now.as_secs(), now.as_nanos());
-    let sent = TcpStream::connect((host, port)).and_then(|mut s| {
-        s.write_all(line.as_bytes())?;
-        s.write_all(b"\n")?;
-        s.flush()
-    });
+    let sent = match &b.globals.tls {
+        Some(t) => super::tls::send_line(t, host, port, &line, client),
+        None => TcpStream::connect((host, port))
+            .and_then(|mut s| {
+                s.write_all(line.as_bytes())?;
+                s.write_all(b"\n")?;
+                s.flush()
+            })
+            .map_err(|e| e.to_string()),
+    };
     if let Err(e) = sent {
         eprintln!("test-event: cannot send to cluster {cluster:?} at {host}:{port}: {e} (is rsyslog running the applied configuration?)");
         return 1;
     }
-    println!("test-event: sent one line to cluster {cluster:?} at {host}:{port}: path /qumulo-audit-broker/test-event-{}", now.as_nanos());
+    let over = if b.globals.tls.is_some() { "over TLS " } else { "" };
+    println!("test-event: sent one line {over}to cluster {cluster:?} at {host}:{port}: path /qumulo-audit-broker/test-event-{}", now.as_nanos());
     let deadline = Instant::now() + wait;
     let mut after = before.clone();
     loop {

@@ -99,6 +99,11 @@ fn errors_keep_their_line_in_broker_toml() {
     assert!(e.to_string().contains("not an IP address"), "{e}");
     let e = parse(&GOOD.replace("name = \"splunk-hec\"", "name = \"file\"")).unwrap_err();
     assert!(e.to_string().contains("clashes"), "{e}");
+    // A per-cluster override of an amqp destination: its key's line in broker.toml.
+    let amqp = format!("{GOOD}\n[[destination]]\nname = \"mq\"\ntype = \"amqp\"\nserver = \"rabbit\"\nexchange = \"x\"\n\n[destination.clusters.prod]\nuser = \"u\"\n");
+    let e = parse(&amqp).unwrap_err();
+    assert_eq!(e.line, Some(amqp.lines().count()), "{e}");
+    assert!(e.to_string().starts_with(&format!("/etc/qab/broker.toml: line {}: [destination.clusters.prod] `user` and `password_file` go together", amqp.lines().count())), "{e}");
 }
 
 #[test]
@@ -118,6 +123,11 @@ fn renders_the_shipped_wiring() {
     assert_eq!(dests.matches("action(type=\"omprog\"").count(), 2);
     assert!(dests.contains("queue.filename=\"qab-file\"") && dests.contains("queue.dequeueBatchSize=\"4096\""));
     assert!(dests.contains("queue.filename=\"qab-splunk-hec\"") && dests.contains("queue.dequeueBatchSize=\"1024\""));
+    // The second instance starts at 10 % of queue.size: the lowest value rsyslog takes without a
+    // warning at start (tests/broker_listener.rs starts one).
+    assert_eq!(dests.matches("queue.workerThreads=\"2\" queue.workerThreadMinimumMessages=\"10000\"").count(), 2, "{dests}");
+    let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 4321\n")).unwrap();
+    assert!(render(&small, &r)["20-destinations.conf"].contains("queue.size=\"4321\" queue.highWatermark=\"3456\" queue.lowWatermark=\"864\"") && super::render::second_worker_threshold(4321) == 430);
     let clusters = &files["30-clusters.conf"];
     assert_eq!(clusters.matches("input(type=\"imtcp\"").count(), 2, "one own port, one shared port:\n{clusters}");
     assert!(clusters.contains("set $.cluster = \"prod\""));

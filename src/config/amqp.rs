@@ -423,6 +423,13 @@ mod tests {
             assert!(e.message.contains(want), "{extra:?}: {e}");
             if !key.is_empty() {
                 assert_eq!(e.key.as_deref(), Some(key), "{extra:?}: {e}");
+                if key.starts_with("destination.clusters.") {
+                    // An override's key has its line too (it is appended last to BASE).
+                    let leaf = key.rsplit('.').next().unwrap();
+                    let line = text.lines().collect::<Vec<_>>().iter().rposition(|l| l.starts_with(&format!("{leaf} ="))).unwrap() + 1;
+                    assert_eq!(e.line, Some(line), "{extra:?}: {e}");
+                    assert!(e.to_string().starts_with(&format!("line {line}: [destination.clusters.east] ")), "{e}");
+                }
             }
             assert!(!e.to_string().contains('\n'), "one line: {e}");
         }

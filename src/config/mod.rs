@@ -183,18 +183,72 @@ fn parse_sections<D: destination::DestinationTable, S: Into<SourceConfig> + serd
     })
 }
 
-/// The line of every `section.key` of a document whose top-level entries are all tables.
+/// The line of every `section.key` of a document whose top-level entries are all tables, nested
+/// tables included (`destination.clusters.east.user`: an override's keys).
 fn key_lines(text: &str) -> BTreeMap<String, usize> {
     #[derive(Deserialize)]
-    struct Doc(BTreeMap<String, BTreeMap<toml::Spanned<String>, IgnoredAny>>);
-    let Ok(Doc(doc)) = toml::from_str::<Doc>(text) else { return BTreeMap::new() };
-    let mut lines = BTreeMap::new();
-    for (section, keys) in doc {
-        for key in keys.keys() {
-            lines.insert(format!("{section}.{}", key.get_ref()), line_at(text, key.span().start));
+    struct Doc(BTreeMap<String, Node>);
+    fn walk(prefix: &str, node: &Node, text: &str, lines: &mut BTreeMap<String, usize>) {
+        if let Node::Table(keys) = node {
+            for (key, value) in keys {
+                let path = format!("{prefix}.{}", key.get_ref());
+                lines.insert(path.clone(), line_at(text, key.span().start));
+                walk(&path, value, text, lines);
+            }
         }
     }
+    let Ok(Doc(doc)) = toml::from_str::<Doc>(text) else { return BTreeMap::new() };
+    let mut lines = BTreeMap::new();
+    for (section, node) in &doc {
+        walk(section, node, text, &mut lines);
+    }
     lines
+}
+
+/// A TOML value as far as [`key_lines`] needs it: tables with their keys' spans, anything else
+/// skipped.
+enum Node {
+    Table(BTreeMap<toml::Spanned<String>, Node>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any TOML value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+                let mut keys = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<toml::Spanned<String>, Node>()? {
+                    keys.insert(k, v);
+                }
+                Ok(Node::Table(keys))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Node::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]

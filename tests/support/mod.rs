@@ -6,6 +6,8 @@
 //! - [`config`]: `ConfigToml`, the one builder of destination config files.
 //! - [`consume`]: `consume` processes (start, SIGTERM, SIGKILL) and the event-id check of the
 //!   processing-tier tests.
+//! - [`layout`]: the packages' installed layout under a temp root, its rsyslogd and our subcommands
+//!   on it (the `broker.toml` tests).
 //! - [`rsyslog`]: a real, unprivileged `rsyslogd` in a temp work dir, with imtcp on a free port.
 //! - [`sender`]: numbered Qumulo audit lines (CSV and JSON bodies, RFC 3164 framed) and a TCP sender.
 //! - [`http`]: `MockHttp`, a local HTTP/1.1 server speaking Splunk HEC, Elasticsearch bulk and
@@ -25,6 +27,7 @@ pub mod config;
 pub mod consume;
 pub mod http;
 pub mod kafka;
+pub mod layout;
 pub mod omprog_driver;
 pub mod rabbitmq;
 pub mod rsyslog;
