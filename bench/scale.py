@@ -425,7 +425,7 @@ def section(rows, n, command, date, load0):
              "wiring (4 clusters, one per partition), the receiver action of `27-dest-kafka-receiver.conf.example` "
              "(our `kafka` destination with `pass_through = true`: the envelope line is the record); done when a reader "
              "beside it has read every record back, then every envelope is checked present once. **Processing**: k "
-             "`consume` processes of a fresh consumer group read that topic and deliver to one file destination "
+             "`consume` processes of a fresh consumer group read a copy of that topic written one record per record batch (untimed: tansu answers a fetch from inside a batch with the next batch, which would stall a consumer after a rebalance) and deliver to one file destination "
              "(JSON, no fsync); done when the file holds every event; then every event `id` is counted. CPU is "
              "utime+stime from /proc (10 ms ticks), per event.")
     L.append("")
