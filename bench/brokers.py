@@ -441,14 +441,4 @@ def section(B, quick, when, command):
 
 def update_md(md_path, lines):
     """Replaces section 7 in BENCHMARKS.md (or inserts it before "## Plot")."""
-    text = open(md_path).read()
-    new = "\n".join(lines)
-    if BEGIN in text and END in text:
-        a, b = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:a] + new + text[b:]
-    elif "\n## Plot" in text:
-        i = text.index("\n## Plot") + 1
-        text = text[:i] + new + "\n\n" + text[i:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    open(md_path, "w").write(text)
+    wiring.replace_md_section(md_path, BEGIN, END, lines)

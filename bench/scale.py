@@ -350,12 +350,12 @@ def amqp_consumers(rabbit, k, n, tmp):
                 load=wiring.load_str())
 
 
-def main_amqp(n, data):
+def main_amqp(n, data, date, load0):
     tmp = tempfile.mkdtemp(prefix="qab-scale-amqp-")
     rabbit = brokers.Rabbit()
     rows = []
     try:
-        for k in (1, 2):
+        for k in (1, 2, 4):
             print(f"scale: amqp receiver tier, {n} events ({wiring.load_str()})", file=sys.stderr, flush=True)
             rows.append(amqp_receiver(rabbit, n, data, tmp, k))
             print(json.dumps(rows[-1]), flush=True)
@@ -365,6 +365,10 @@ def main_amqp(n, data):
     finally:
         rabbit.stop()
     table(rows, broker="RabbitMQ")
+    if os.environ.get("SCALE_WRITE") == "1":  # BROKER=amqp bench/run.sh scale
+        update_amqp_md(os.path.join(ROOT, "BENCHMARKS.md"),
+                       amqp_section(rows, n, os.environ.get("BENCH_COMMAND", f"BROKER=amqp bench/scale.py {n}"), date, load0))
+        print("scale: the RabbitMQ part of section 8 of BENCHMARKS.md rewritten", file=sys.stderr)
 
 
 def main():
@@ -373,7 +377,7 @@ def main():
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if os.environ.get("BROKER") == "amqp":
         os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
-        main_amqp(n, gen(n, os.path.join(HERE, "data", f"qcsv-{n}.log")))
+        main_amqp(n, gen(n, os.path.join(HERE, "data", f"qcsv-{n}.log")), date, load0)
         return
     os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
     data = gen(n, os.path.join(HERE, "data", f"qcsv-{n}.log"))
@@ -458,27 +462,57 @@ def section(rows, n, command, date, load0):
 
 def update_md(md_path, lines):
     """Replaces section 8 in BENCHMARKS.md (or inserts it before "## Plot")."""
-    text = open(md_path).read()
-    new = "\n".join(lines)
-    if BEGIN in text and END in text:
-        a, b = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:a] + new + text[b:]
-    elif "\n## Plot" in text:
-        i = text.index("\n## Plot") + 1
-        text = text[:i] + new + "\n\n" + text[i:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    open(md_path, "w").write(text)
+    wiring.replace_md_section(md_path, BEGIN, END, lines)
+
+
+AMQP_BEGIN, AMQP_END = "<!-- scale-amqp: begin (BROKER=amqp bench/scale.py) -->", "<!-- scale-amqp: end -->"
+
+
+def amqp_section(rows, n, command, date, load0):
+    """The RabbitMQ part of section 8, right after the Kafka part (its own markers)."""
+    L = [AMQP_BEGIN, "### On RabbitMQ: competing consumers", ""]
+    L.append(f"`{command}`, {date}, on this machine ({os.cpu_count()} cores, load {load0} at the start). One local RabbitMQ "
+             "node (Debian's rabbitmq-server), a durable quorum queue. **Receiver**: the same input and wiring as above with "
+             "the receiver action of `28-dest-amqp-receiver.conf.example` (our `amqp` destination, `pass_through = true`, "
+             f"publisher confirms); done when the queue holds {n:,} ready messages; it fills the queue again before each "
+             "consumer row. **Processing**: k `consume` processes (`[source] type = \"amqp\"`, prefetch 2000) drain the "
+             "queue into one file destination (JSON, no fsync); done when the file holds every event; then every event "
+             "`id` is counted. Competing consumers on one queue need no rebalance: every consumer takes messages from "
+             "the start, so the whole-run rate is the one that shows how consumers add up.")
+    L.append("")
+    L.append("| tier | events | seconds | events/s | CPU µs/event, ours | CPU µs/event, rsyslogd | CPU µs/event, RabbitMQ | load after |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        ours = r.get("ours_cpu_us", r.get("consumers_cpu_us"))
+        rs = f"{r['rsyslogd_cpu_us']:.1f}" if "rsyslogd_cpu_us" in r else "-"
+        L.append(f"| {r['row']} | {r['n']:,} | {r['seconds']:.1f} | {r['per_s']:,.0f} | {ours:.1f} | {rs} | "
+                 f"{r['broker_cpu_us']:.1f} | {r['load'].replace('load ', '')} |")
+    L.append("")
+    for r in rows:
+        if "distinct" in r:
+            L.append(f"* {r['row']}: {r['distinct']:,} distinct ids, {r['duplicates']} duplicates; "
+                     f"CPU µs/event per consumer {r['per_consumer_cpu_us']}.")
+    L.append(AMQP_END)
+    return L
+
+
+def update_amqp_md(md_path, lines):
+    """Replaces the RabbitMQ part of section 8 (or puts it right after the Kafka part)."""
+    wiring.replace_md_section(md_path, AMQP_BEGIN, AMQP_END, lines, after=END)
 
 
 def kept_section(md_path):
-    """Section 8 as BENCHMARKS.md holds it now (for bench/report.py), or None."""
+    """Section 8 (the Kafka part and, after it, the RabbitMQ part) as BENCHMARKS.md holds it now
+    (for bench/report.py), or None."""
     try:
         text = open(md_path).read()
     except OSError:
         return None
     if BEGIN in text and END in text:
-        return text[text.index(BEGIN):text.index(END) + len(END)]
+        end = text.index(END) + len(END)
+        if AMQP_BEGIN in text and AMQP_END in text and text.index(AMQP_BEGIN) >= end:
+            end = text.index(AMQP_END) + len(AMQP_END)
+        return text[text.index(BEGIN):end]
     return None
 
 

@@ -518,3 +518,24 @@ def run(label, kind, wire, n, clusters=1, dests=1, program="qab", fsync=False, v
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def replace_md_section(md_path, begin, end, lines, after=None):
+    """Replaces the text from `begin` to `end` in the Markdown file with `lines` (which carry the
+    markers themselves); when the markers are missing, inserts it right after the marker `after`
+    (if present), else before "## Plot", else at the end. Used by the parts of BENCHMARKS.md that
+    their own commands rewrite (sections 7 and 8)."""
+    text = open(md_path).read()
+    new = "\n".join(lines)
+    if begin in text and end in text:
+        a, b = text.index(begin), text.index(end) + len(end)
+        text = text[:a] + new + text[b:]
+    elif after and after in text:
+        i = text.index(after) + len(after)
+        text = text[:i] + "\n\n" + new + text[i:]
+    elif "\n## Plot" in text:
+        i = text.index("\n## Plot") + 1
+        text = text[:i] + new + "\n\n" + text[i:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    open(md_path, "w").write(text)
