@@ -490,8 +490,17 @@ def amqp_section(rows, n, command, date, load0):
     L.append("")
     for r in rows:
         if "distinct" in r:
+            used = r["per_s"] * (r["consumers_cpu_us"] + r["broker_cpu_us"]) / 1e6
             L.append(f"* {r['row']}: {r['distinct']:,} distinct ids, {r['duplicates']} duplicates; "
-                     f"CPU µs/event per consumer {r['per_consumer_cpu_us']}.")
+                     f"CPU µs/event per consumer {r['per_consumer_cpu_us']}; consumers and RabbitMQ together kept "
+                     f"{used:.2f} cores busy at that rate.")
+    L.append("")
+    L.append("How to read it: the per-consumer CPU shows the queue's work shared evenly between the consumers; the "
+             "rate grows only while cores are free. On this 2-core machine our consumers and the RabbitMQ node "
+             "together need about one core at the 1-consumer rate, and whatever else runs (see the load) takes the "
+             "rest, so the machine is the limit from 1 or 2 consumers on. Each consumer costs the same CPU per "
+             "event whatever their number, so on hosts of their own consumers add up until RabbitMQ is the limit "
+             "(docs/scaling.md, Sizing).")
     L.append(AMQP_END)
     return L
 
