@@ -172,6 +172,24 @@ fn amqp_destination_against_a_real_broker() {
     let queues = rabbit.ctl(&["list_queues", "-q", "--no-table-headers", "name", "type", "durable"]);
     assert!(queues.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["qab-declared-q", "quorum", "true"]), "{queues}");
 
+    // 6. The declared queue deleted while the program runs (an operator, a policy's `expires`):
+    // the first return makes the next attempt reconnect and declare it again, so the events
+    // reach it instead of being returned until the dead-letter file takes them.
+    let cfg = config(d, "redeclare", &rabbit, |c| {
+        c.dest("exchange", "qab-redeclare").dest("declare_exchange", true).dest("queue", "qab-redeclare-q").dest("max_returns", 2)
+    });
+    let mut p = start(&cfg);
+    assert_eq!(p.transaction((0..5).map(|n| envelope("alpha", n))), Reply::Ok, "{}", p.diagnostics());
+    assert_eq!(by_number(&main.drain("qab-redeclare-q")).len(), 5);
+    rabbit.ctl(&["delete_queue", "qab-redeclare-q"]);
+    assert_eq!(rabbit.queue_depth("qab-redeclare-q", "/"), None, "the queue is gone");
+    assert_eq!(p.transaction((5..10).map(|n| envelope("alpha", n))), Reply::Ok, "{}", p.diagnostics());
+    let stderr = finish(p);
+    let got = main.drain("qab-redeclare-q");
+    assert_eq!(by_number(&got).keys().copied().collect::<Vec<_>>(), (5..10).collect::<Vec<_>>(), "{stderr}");
+    assert_eq!(stat(&stderr, "dead_lettered"), 0, "{stderr}");
+    assert!(dead_letters(&d.join("redeclare-dead.ndjson")).is_empty());
+
     main.close();
     east.close();
     rabbit.stop();
