@@ -5,6 +5,12 @@
 //!
 //! Several program instances may share the file: writes are `O_APPEND` under `flock`.
 //! Without a configured path, entries are logged in full on stderr instead.
+//!
+//! Durability: an entry is written (to the page cache) before the line it stands for is
+//! acknowledged, so it survives the death of the process. Where the configuration promises
+//! more (a file destination with `fsync`, or `[journal] fsync`), the acknowledgement also waits
+//! for [`DeadLetter::sync`]: one `fdatasync` per transaction that wrote entries, none otherwise,
+//! so a power cut cannot keep the acknowledgement and lose the entry.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,6 +30,10 @@ pub struct DeadLetter {
     stats: Arc<Stats>,
     /// Set by SIGHUP: the next write reopens the file first (after logrotate moved it).
     reopen_flag: Arc<AtomicBool>,
+    /// Entries must be on disk before what they stand for is acknowledged ([`DeadLetter::sync`]).
+    durable: bool,
+    /// An entry was written since the last sync.
+    unsynced: AtomicBool,
 }
 
 /// What went to the dead-letter file.
@@ -35,7 +45,9 @@ pub enum Kind {
 }
 
 impl DeadLetter {
-    pub fn new(destination: &str, path: Option<PathBuf>, stats: Arc<Stats>) -> std::io::Result<DeadLetter> {
+    /// `durable`: [`DeadLetter::sync`] makes the entries written so far reach the disk (else it
+    /// does nothing).
+    pub fn new(destination: &str, path: Option<PathBuf>, stats: Arc<Stats>, durable: bool) -> std::io::Result<DeadLetter> {
         let file = match &path {
             Some(p) => Some(open(p)?),
             None => None,
@@ -46,7 +58,27 @@ impl DeadLetter {
             file: Mutex::new(file),
             stats,
             reopen_flag: Arc::new(AtomicBool::new(false)),
+            durable,
+            unsynced: AtomicBool::new(false),
         })
+    }
+
+    /// Call before acknowledging lines some of which were dead-lettered: when the entries must
+    /// be durable, `fdatasync`s the file if an entry was written since the last call. Cheap
+    /// when nothing was written. An error means the entries may not survive a power cut: the
+    /// caller must not acknowledge (the next call tries again).
+    pub fn sync(&self) -> std::io::Result<()> {
+        if !self.durable || !self.unsynced.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        // An entry that fell back to stderr (the file failed) cannot be synced here; the file
+        // that failed is gone from `guard`, and its error was logged with the entry.
+        let result = guard.as_ref().map_or(Ok(()), |f| f.sync_data());
+        if result.is_err() {
+            self.unsynced.store(true, Ordering::SeqCst);
+        }
+        result
     }
 
     /// The flag that makes the next write reopen the file (register it for SIGHUP). The file is
@@ -62,6 +94,12 @@ impl DeadLetter {
     }
 
     fn reopen_locked(&self, guard: &mut Option<File>) {
+        // Entries not yet synced are in the file being let go (rotated away): sync it first.
+        if self.durable && self.unsynced.load(Ordering::SeqCst) {
+            if let Some(Err(e)) = guard.as_ref().map(|f| f.sync_data()) {
+                log::error!("cannot sync the dead-letter file before reopening it: {e}");
+            }
+        }
         if let Some(p) = &self.path {
             match open(p) {
                 Ok(f) => *guard = Some(f),
@@ -103,7 +141,10 @@ impl DeadLetter {
                 w.write_all(&out)
             });
             match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.unsynced.store(true, Ordering::SeqCst);
+                    return;
+                }
                 Err(e) => {
                     log::error!("cannot write dead-letter file: {e}");
                     *guard = None;
@@ -132,7 +173,7 @@ mod tests {
     fn reopen_flag_moves_the_next_entry_to_the_new_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead.ndjson");
-        let dl = DeadLetter::new("d", Some(path.clone()), Arc::new(Stats::default())).unwrap();
+        let dl = DeadLetter::new("d", Some(path.clone()), Arc::new(Stats::default()), false).unwrap();
         dl.write(Kind::ParseError, "c", "bad", b"one");
         let rotated = dir.path().join("dead.ndjson.1");
         std::fs::rename(&path, &rotated).unwrap();

@@ -784,6 +784,58 @@ fn bad_lines_are_dead_lettered_and_acknowledged() {
     finish(d);
 }
 
+/// Where this trace's process finished the first `fdatasync`/`fsync` of `path` (the line of the
+/// call or of its `<... resumed>` when another thread's call came between), if any.
+fn synced_at(trace: &[&str], path: &str) -> Option<usize> {
+    let fd_path = format!("<{path}>)");
+    let start = trace.iter().position(|l| (l.contains(" fdatasync(") || l.contains(" fsync(")) && l.contains(&fd_path))?;
+    if !trace[start].contains("<unfinished ...>") {
+        return Some(start);
+    }
+    let pid = trace[start].split_whitespace().next()?;
+    let resumed = trace[start..].iter().position(|l| l.starts_with(&format!("{pid} ")) && l.contains("sync resumed>"))?;
+    Some(start + resumed)
+}
+
+#[test]
+fn dead_letter_entries_reach_the_disk_before_the_commit_ok_when_fsync_is_on() {
+    // Seen from outside with strace: with a file destination's `fsync` (the shipped default),
+    // the dead-letter file is synced after the transaction's entry is written and before
+    // COMMIT is answered; without `fsync`, it is never synced (no cost where none is promised).
+    for fsync in [true, false] {
+        let c = Case::new();
+        let cfg = c.config("file", c.file_dest().dest("fsync", fsync));
+        let trace_path = c.path("strace.txt");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-y", "-e", "trace=fdatasync,fsync,write", "-o"]).arg(&trace_path);
+        cmd.arg(BIN).args(["omprog", "--config"]).arg(&cfg);
+        let mut d = OmprogDriver::spawn_command(cmd);
+        d.handshake();
+        commit_ok(&mut d, &[envelope("alpha", 0), "garbage".to_string(), envelope("alpha", 1)]);
+        assert_json_records(&c.out_lines(), "alpha", 0..2);
+        assert_eq!(c.dead_entries().len(), 1, "the garbage line is dead-lettered");
+        finish(d);
+        let text = std::fs::read_to_string(&trace_path).expect("strace wrote its trace (is strace installed?)");
+        let trace: Vec<&str> = text.lines().collect();
+        let dead = c.dead().display().to_string();
+        let written = trace.iter().position(|l| l.contains(" write(") && l.contains(&format!("<{dead}>")));
+        let written = written.unwrap_or_else(|| panic!("no write to {dead} in the trace:\n{text}"));
+        // Replies on stdout: OK (handshake), OK (BEGIN), DEFER_COMMIT x3, OK (COMMIT).
+        let oks: Vec<usize> = (0..trace.len()).filter(|&i| trace[i].contains(" write(1<") && trace[i].contains("\"OK\\n\"")).collect();
+        assert_eq!(oks.len(), 3, "three OK replies:\n{text}");
+        let commit_ok_at = oks[2];
+        match (fsync, synced_at(&trace, &dead)) {
+            (true, Some(at)) => {
+                assert!(written < at, "the entry is written before the sync:\n{text}");
+                assert!(at < commit_ok_at, "the dead-letter file is synced before COMMIT is answered:\n{text}");
+            }
+            (true, None) => panic!("fsync = true: the dead-letter file was never synced:\n{text}"),
+            (false, None) => {}
+            (false, Some(_)) => panic!("fsync = false: the dead-letter file was synced:\n{text}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- 9. SIGHUP
 
 #[test]

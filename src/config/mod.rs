@@ -418,6 +418,13 @@ impl Config {
         self.destination.format()
     }
 
+    /// True when the configuration promises that what is acknowledged survives a power cut (a
+    /// file destination with `fsync`, or `[journal] fsync`): the dead-letter file is then
+    /// synced before an acknowledgement that follows new entries.
+    pub fn power_loss_safe(&self) -> bool {
+        self.journal.fsync || matches!(&self.destination, Destination::File(f) if f.fsync)
+    }
+
     /// A short name for this destination: the config file's stem (`/etc/.../hec.toml` -> `hec`).
     pub fn name(&self) -> String {
         if let Some(name) = &self.destination_name {

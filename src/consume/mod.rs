@@ -139,15 +139,26 @@ impl Filling {
 /// Delivers `batch` until it is delivered (true) or SIGTERM came (false). An empty batch (every
 /// message dead-lettered or filtered) is delivered at once.
 pub(crate) fn deliver(sink: &mut Sink, batch: &mut Batch, shared: &Shared) -> bool {
-    if batch.is_empty() {
-        return true;
+    if !batch.is_empty() {
+        batch.commits = true; // a file destination syncs (with `fsync`) before the source is told
+        loop {
+            match deliver_with_retry(sink, batch, shared) {
+                Ok(()) => break,
+                Err(_) if shared.shutdown.load(Ordering::SeqCst) => return false,
+                Err(e) => log::warn!("consume: batch of {} records not delivered yet ({e}); retrying, taking nothing new meanwhile", batch.len()),
+            }
+        }
     }
-    batch.commits = true; // a file destination syncs (with `fsync`) before the source is told
+    // What this batch dead-lettered reaches the disk before the source is told (when the
+    // configuration promises power-loss safety; else this does nothing).
     loop {
-        match deliver_with_retry(sink, batch, shared) {
+        match shared.dead.sync() {
             Ok(()) => return true,
             Err(_) if shared.shutdown.load(Ordering::SeqCst) => return false,
-            Err(e) => log::warn!("consume: batch of {} records not delivered yet ({e}); retrying, taking nothing new meanwhile", batch.len()),
+            Err(e) => {
+                log::warn!("consume: cannot sync the dead-letter file ({e}); retrying before the source is told");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
         }
     }
 }

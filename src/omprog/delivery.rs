@@ -148,7 +148,9 @@ impl DeliveryStage {
         if batch.commits {
             let result = match failed.take() {
                 Some((tx, e)) if tx == batch.tx => Err(e),
-                _ => Ok(()),
+                // The transaction's dead-letter entries reach the disk before its OK (when the
+                // configuration promises power-loss safety; else this does nothing).
+                _ => shared.dead.sync().map_err(|e| format!("dead-letter file fsync failed: {e}")),
             };
             let ok = result.is_ok();
             if done_tx.send(Done { tx: batch.tx, result }).is_err() {
@@ -194,6 +196,10 @@ impl Adopter {
                     log::warn!("orphaned journal {} not delivered yet ({e}); will retry", orphan.path.display());
                     return;
                 }
+            }
+            if let Err(e) = shared.dead.sync() {
+                log::warn!("orphaned journal {} delivered but the dead-letter file could not be synced ({e}); will retry", orphan.path.display());
+                return;
             }
             shared.stats.journal_adopted.fetch_add(lines, Ordering::Relaxed);
             if lines > 0 {

@@ -82,7 +82,7 @@ pub(crate) fn build(cfg: Config) -> Result<(Sink, Encoder, Arc<Shared>), ConfigE
     let encoder = Encoder::from_config(&cfg);
     let stats = Arc::new(Stats::default());
     let DeadLetterConfig { path } = cfg.dead_letter.clone();
-    let dead = DeadLetter::new(&cfg.name(), path.clone(), stats.clone()).map_err(|e| {
+    let dead = DeadLetter::new(&cfg.name(), path.clone(), stats.clone(), cfg.power_loss_safe()).map_err(|e| {
         let msg = format!("[dead_letter] path: cannot open dead-letter file {}: {e}", path.unwrap_or_default().display());
         cfg.locate(ConfigError::new(msg).with_key("dead_letter.path"))
     })?;

@@ -134,7 +134,13 @@ impl<W: Write> Protocol<'_, W> {
         self.shared.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
         let reason = format!("line is longer than the maximum of {max_line} bytes (the first {} are kept here)", line.len());
         self.shared.dead.write(Kind::ParseError, &fallback_cluster_of(&self.shared.cfg), &reason, line);
-        reply(self.out, if self.in_tx { b"DEFER_COMMIT" } else { b"OK" })
+        if self.in_tx {
+            return reply(self.out, b"DEFER_COMMIT"); // synced with the transaction's COMMIT
+        }
+        match self.shared.dead.sync() {
+            Ok(()) => reply(self.out, b"OK"),
+            Err(e) => reply(self.out, &error_reply(&format!("dead-letter file fsync failed: {e}"))),
+        }
     }
 
     /// rsyslog (or the pipe) died mid-write: not a message, and rsyslog re-sends the whole one
