@@ -154,6 +154,24 @@ fn valid_name(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// The line of `key = ...` inside the `[broker]` table, for the errors its values get after
+/// parsing (the keys are plain values, without spans); `None` when it is written another way
+/// (a dotted key at the top), and the error then names the key alone.
+fn broker_key_line(text: &str, key: &str) -> Option<usize> {
+    let mut in_broker = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_broker = t.strip_prefix('[').and_then(|r| r.split(']').next()).is_some_and(|name| name.trim() == "broker");
+            continue;
+        }
+        if in_broker && t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 fn at(text: &str, offset: usize, message: String) -> ConfigError {
     ConfigError::new(message).with_line(Some(line_at(text, offset)))
 }
@@ -169,18 +187,19 @@ impl BrokerFile {
     pub fn parse(text: &str, path: &Path) -> Result<BrokerFile, ConfigError> {
         let doc: Doc = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
         let g = &doc.broker;
+        let global = |key: &str, message: String| ConfigError::new(message).with_line(broker_key_line(text, key));
         if g.queue_size < 100 {
-            return Err(ConfigError::new(format!("[broker] queue_size = {}: at least 100", g.queue_size)));
+            return Err(global("queue_size", format!("[broker] queue_size = {}: at least 100", g.queue_size)));
         }
         if !(1..=3600).contains(&g.impstats_interval_secs) {
-            return Err(ConfigError::new("[broker] impstats_interval_secs: 1 to 3600".to_string()));
+            return Err(global("impstats_interval_secs", "[broker] impstats_interval_secs: 1 to 3600".to_string()));
         }
         let disk = &g.queue_max_disk_space;
         if disk.is_empty() || !disk.trim_end_matches(['k', 'm', 'g', 't']).bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ConfigError::new(format!("[broker] queue_max_disk_space = {disk:?}: a number with an optional k, m, g or t")));
+            return Err(global("queue_max_disk_space", format!("[broker] queue_max_disk_space = {disk:?}: a number with an optional k, m, g or t")));
         }
         if g.listen_address.is_empty() || g.listen_address.contains(['"', '\\', ' ']) {
-            return Err(ConfigError::new(format!("[broker] listen_address = {:?}: an IP address or host name", g.listen_address)));
+            return Err(global("listen_address", format!("[broker] listen_address = {:?}: an IP address or host name", g.listen_address)));
         }
         if let Some(t) = &g.tls {
             tls::validate(text, t)?;

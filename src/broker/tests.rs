@@ -95,6 +95,25 @@ fn errors_keep_their_line_in_broker_toml() {
     assert!(e.to_string().contains("shared"), "{e}");
     let e = parse(&GOOD.replace("[broker]", "[broker]\nqueue_sise = 5")).unwrap_err();
     assert!(e.to_string().contains("queue_sise") && e.line == Some(3), "{e}");
+    // Values checked after parsing name their key's line too (not a look-alike key in another
+    // table, nor the same key in a comment's place).
+    for (key, value, says) in [
+        ("queue_size", "5", "at least 100"),
+        ("impstats_interval_secs", "0", "1 to 3600"),
+        ("queue_max_disk_space", "\"ten gigs\"", "a number with an optional k, m, g or t"),
+        ("listen_address", "\"\"", "an IP address or host name"),
+    ] {
+        let written = format!("# {key} = 1\n\n  {key}  = {value}");
+        let bad = if key == "listen_address" {
+            GOOD.replace("listen_address = \"127.0.0.1\"", &written)
+        } else {
+            GOOD.replace("[broker]", &format!("[broker]\n{written}"))
+        };
+        let e = parse(&bad).unwrap_err();
+        assert!(e.to_string().contains(says), "{key}: {e}");
+        assert_eq!(e.line, Some(5), "{key}: {e}");
+    }
+    assert_eq!(broker_key_line("[[cluster]]\nqueue_size = 1\n[broker.tls]\nqueue_size = 2\n", "queue_size"), None);
     let e = parse(&GOOD.replace("\"192.0.2.21\"", "\"node-21\"")).unwrap_err();
     assert!(e.to_string().contains("not an IP address"), "{e}");
     let e = parse(&GOOD.replace("name = \"splunk-hec\"", "name = \"file\"")).unwrap_err();
