@@ -154,22 +154,11 @@ fn valid_name(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-/// The line of `key = ...` inside the `[broker]` table, for the errors its values get after
-/// parsing (the keys are plain values, without spans); `None` when it is written another way
-/// (a dotted key at the top), and the error then names the key alone.
+/// The line of `key` in the `[broker]` table, for the errors its values get after parsing (the
+/// keys are plain values, without spans): read with the config's own key-line map, so comments,
+/// multi-line strings and dotted keys are TOML's business, not a line scan's.
 fn broker_key_line(text: &str, key: &str) -> Option<usize> {
-    let mut in_broker = false;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim_start();
-        if t.starts_with('[') {
-            in_broker = t.strip_prefix('[').and_then(|r| r.split(']').next()).is_some_and(|name| name.trim() == "broker");
-            continue;
-        }
-        if in_broker && t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
-            return Some(i + 1);
-        }
-    }
-    None
+    crate::config::key_lines(text).get(&format!("broker.{key}")).copied()
 }
 
 fn at(text: &str, offset: usize, message: String) -> ConfigError {

@@ -185,7 +185,7 @@ fn parse_sections<D: destination::DestinationTable, S: Into<SourceConfig> + serd
 
 /// The line of every `section.key` of a document whose top-level entries are all tables, nested
 /// tables included (`destination.clusters.east.user`: an override's keys).
-fn key_lines(text: &str) -> BTreeMap<String, usize> {
+pub(crate) fn key_lines(text: &str) -> BTreeMap<String, usize> {
     #[derive(Deserialize)]
     struct Doc(BTreeMap<String, Node>);
     fn walk(prefix: &str, node: &Node, text: &str, lines: &mut BTreeMap<String, usize>) {
