@@ -91,9 +91,9 @@ impl Default for Globals {
             spool_dir: PathBuf::from(crate::config::DEFAULT_SPOOL_DIR),
             log_dir: PathBuf::from("/var/log/qumulo-audit-broker"),
             binary: PathBuf::from("/usr/libexec/rsyslog/qumulo-audit-broker"),
-            queue_size: 100_000,
+            queue_size: 20_000,
             queue_max_disk_space: "10g".into(),
-            cluster_queue_size: 50_000,
+            cluster_queue_size: 5_000,
             impstats_interval_secs: 10,
             tls: None,
         }

@@ -177,7 +177,7 @@ ruleset(name="{ruleset}") {{
 /// starts when this many events wait. rsyslog (runtime/queue.c, `qqueueCorrectParams`) warns at
 /// every start when a queue with more than one worker has a minimum below `size / 100 * 10`
 /// (integer arithmetic); this is exactly that value, the earliest start without a warning
-/// (10000 for the default 100000, as the shipped hand-written files).
+/// (2000 for the default 20000, as the shipped hand-written files).
 pub fn second_worker_threshold(size: u64) -> u64 {
     size / 100 * 10
 }

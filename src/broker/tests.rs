@@ -144,7 +144,13 @@ fn renders_the_shipped_wiring() {
     assert!(dests.contains("queue.filename=\"qab-splunk-hec\"") && dests.contains("queue.dequeueBatchSize=\"1024\""));
     // The second instance starts at 10 % of queue.size: the lowest value rsyslog takes without a
     // warning at start (tests/broker_listener.rs starts one).
-    assert_eq!(dests.matches("queue.workerThreads=\"2\" queue.workerThreadMinimumMessages=\"10000\"").count(), 2, "{dests}");
+    assert_eq!(dests.matches("queue.workerThreads=\"2\" queue.workerThreadMinimumMessages=\"2000\"").count(), 2, "{dests}");
+    // The defaults are the shipped hand-written files' queue sizes (docs/packaging.md says why).
+    let shipped = include_str!("../../rsyslog.d/20-dest-file.conf");
+    for line in ["queue.size=\"20000\" queue.highWatermark=\"16000\" queue.lowWatermark=\"4000\"", "queue.workerThreadMinimumMessages=\"2000\""] {
+        assert!(shipped.contains(line) && dests.matches(line).count() == 2, "{line}");
+    }
+    assert!(include_str!("../../rsyslog.d/30-clusters.conf.example").contains("queue.size=\"5000\"") && files["30-clusters.conf"].contains("queue.size=\"5000\""));
     let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 4321\n")).unwrap();
     assert!(render(&small, &r)["20-destinations.conf"].contains("queue.size=\"4321\" queue.highWatermark=\"3456\" queue.lowWatermark=\"864\"") && super::render::second_worker_threshold(4321) == 430);
     let clusters = &files["30-clusters.conf"];
