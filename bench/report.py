@@ -274,9 +274,9 @@ def write(R, md_path=None, png_path=None):
         A("What one message costs rsyslogd while it waits in a queue (`bench/queue_memory.py`): the bench input "
           f"({R['n_e2e']:,} lines) is received, one element applied before the message is queued (as the cluster "
           "ruleset does), and held in a queue whose only action never answers; the growth of rsyslogd's VmRSS "
-          "divided by the number of messages. The shipped queues hold up to 5,000 (cluster) and 16,000 (action "
-          "queue, `queue.highWatermark`) messages in memory before rsyslog pushes back on the sender or spills, so "
-          "this and those sizes decide the peak RSS.")
+          "divided by the number of messages. The shipped action queue holds up to `queue.highWatermark` (80,000) "
+          "messages in memory before it spills, so this decides both the peak RSS and how much of a burst is held "
+          "without a spill.")
         A("")
         bare = QM.get("bare", {}).get("bytes_per_msg")
         rows = [[v["what"], f"{v['bytes_per_msg']:,.0f}", f"{v['bytes_per_msg'] - bare:+,.0f}" if bare and k != "bare" else ""]

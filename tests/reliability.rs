@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use qumulo_audit_broker::broker::render;
 use support::config::ConfigToml;
 use support::http::{ItemSelector, MockHttp};
 use support::rsyslog::Rsyslogd;
@@ -597,6 +598,85 @@ fn one_destination_down_does_not_hold_up_the_other() {
         .with("down_catchup_secs", format!("{catchup_secs:.1}"));
     out.delivered = delivered;
     out.duplicates = duplicates;
+    out.print();
+    assert_eq!(out.lost(), 0, "{}", out.line());
+    dir.keep_if_asked();
+}
+
+// ---------------------------------------------------------------- 8. the queue spills to disk
+
+/// An outage longer than the action queue's memory runs through its disk part. rsyslog spills
+/// when the queue's logical size (without the transactions its workers hold open) reaches the
+/// high watermark, and discards messages when its physical size reaches `queue.size` first; `apply`
+/// renders the high watermark with room for both instances' open transactions
+/// (`broker::render::high_watermark`: the shipped 100000 keeps 80000). Scaled down here: the
+/// smallest `queue.size` `apply` accepts for transactions of 1,024 (5,200) and the high watermark
+/// the rule gives it (2,632, where 80 % would be 4,160 and can fill the queue first). The
+/// destination refuses connections; all N events arrive at full speed and most go to disk; the
+/// destination comes back and every event must arrive, none discarded by rsyslog.
+///
+/// rsyslog 8.2302 can hold the last spilled message back until the next spill or a restart
+/// (docs/reliability.md, "rsyslog's disk-assisted queue can hold a message back"). If events
+/// are still missing once deliveries stop, the scenario applies the documented remedy (a
+/// restart of rsyslogd) and reports how many waited for it (`held_back_until_restart`); the
+/// program itself must not lose any.
+#[test]
+fn destination_down_spills_the_queue_to_disk_then_drains() {
+    let _serial = serial();
+    let dir = Dir::new("spill");
+    let mock = MockHttp::start();
+    let batch = TX_MAX;
+    let size = render::min_queue_size(batch);
+    let high = render::high_watermark(size, batch).expect("a safe high watermark");
+    let action = Action::new("qab_hec", &hec_config(&dir, "hec", &mock), dir.path()).queue_size(size).dequeue_batch(batch).high_watermark(high);
+    let stats = dir.join("impstats.json");
+    let body = rsyslog_body(&[("cluster_alpha", "alpha")], std::slice::from_ref(&action), &impstats(&stats));
+    let mut r = start_rsyslogd(&body, "cluster_alpha");
+
+    mock.refuse_connections();
+    Feeder::start(r.addr(), good_lines(0..N), Pace::Full).join();
+    let disk = "qab_hec queue[DA]";
+    let impstats_tail = || {
+        let all = std::fs::read_to_string(&stats).unwrap_or_default();
+        all[all.len().saturating_sub(3000)..].to_string()
+    };
+    let spilled = support::wait_for(
+        Duration::from_secs(60),
+        "the action queue to spill the events to its disk part",
+        || queue_stat(&stats, disk, "enqueued").filter(|&e| e >= N / 2),
+        || format!("impstats, last records:\n{}\n{}", impstats_tail(), context(&r, &[&action.output], None)),
+    );
+    let on_disk: u64 = std::fs::read_dir(r.work_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("qab_hec"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(on_disk > 0, "queue files in {}\n{}", r.work_dir().display(), r.diagnostics());
+    assert!(mock.accepted_records().is_empty(), "nothing arrived while the destination was down");
+
+    mock.listen_again();
+    let records = || mock.accepted_records();
+    let tally = wait_settled(Duration::from_secs(120), Duration::from_secs(10), 0..N, records);
+    let discarded = queue_stat(&stats, "qab_hec queue", "discarded.full").unwrap_or(0);
+    assert_eq!(discarded, 0, "rsyslog discarded messages at a full queue\n{}", impstats_tail());
+    let held_back = tally.missing(0..N).len();
+    let tally = if held_back == 0 {
+        tally
+    } else {
+        let exit = r.stop();
+        assert!(!exit.killed, "rsyslogd stopped on SIGTERM: {exit:?}\n{}", r.diagnostics());
+        r.restart();
+        wait_all(Duration::from_secs(90), 0..N, records, || context(&r, &[&action.output], Some(&mock)))
+    };
+    r.assert_running();
+    let dead = dead_letters(&dir.join("dead-letter.ndjson"));
+    assert!(dead.is_empty(), "{} envelopes dead-lettered, first: {}", dead.len(), dead[0]);
+    let out = Outcome::new("queue-spills-to-disk", N, &tally, 0..N)
+        .with("high_watermark", high)
+        .with("da_enqueued", spilled)
+        .with("queue_bytes_on_disk", on_disk)
+        .with("held_back_until_restart", held_back);
     out.print();
     assert_eq!(out.lost(), 0, "{}", out.line());
     dir.keep_if_asked();

@@ -91,9 +91,9 @@ impl Default for Globals {
             spool_dir: PathBuf::from(crate::config::DEFAULT_SPOOL_DIR),
             log_dir: PathBuf::from("/var/log/qumulo-audit-broker"),
             binary: PathBuf::from("/usr/libexec/rsyslog/qumulo-audit-broker"),
-            queue_size: 20_000,
+            queue_size: 100_000,
             queue_max_disk_space: "10g".into(),
-            cluster_queue_size: 5_000,
+            cluster_queue_size: 50_000,
             impstats_interval_secs: 10,
             tls: None,
         }
@@ -214,6 +214,19 @@ impl BrokerFile {
             config.source_path = path.to_path_buf();
             config.destination_name = Some(name.get_ref().clone());
             config.spool_dir = Some(g.spool_dir.clone());
+            let batch = render::transaction_size(&config.destination);
+            if render::high_watermark(g.queue_size, batch).is_none() {
+                return Err(global(
+                    "queue_size",
+                    format!(
+                        "[broker] queue_size = {} is too small for destination {:?}: rsyslog spills to disk at the high watermark, counted without the transactions its {} program instances hold open (up to {batch} events each), and discards messages if the queue is full first; at least {}",
+                        g.queue_size,
+                        name.get_ref(),
+                        render::WORKERS,
+                        render::min_queue_size(batch)
+                    ),
+                ));
+            }
             destinations.push(DestinationEntry { name: name.get_ref().clone(), line: line_at(text, name.span().start), config });
         }
         Ok(BrokerFile { path: path.to_path_buf(), text: text.to_string(), globals: doc.broker, clusters: doc.cluster, destinations })

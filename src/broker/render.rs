@@ -129,8 +129,10 @@ fn destinations(b: &BrokerFile, r: &Rendering) -> String {
     let g = &b.globals;
     let mut s = String::new();
     for d in &b.destinations {
-        let batch = if matches!(d.config.destination, Destination::File(_)) { 4096 } else { 1024 };
+        let batch = transaction_size(&d.config.destination);
         let size = g.queue_size;
+        // BrokerFile::parse refused a queue_size without a safe high watermark.
+        let high = high_watermark(size, batch).unwrap_or(size * 4 / 5);
         let _ = write!(
             s,
             r#"# Destination "{name}" (type = {kind}, format = {format}; broker.toml line {line}).
@@ -148,7 +150,7 @@ ruleset(name="{ruleset}") {{
         queue.size="{size}" queue.highWatermark="{high}" queue.lowWatermark="{low}"
         queue.maxDiskSpace="{disk}" queue.maxFileSize="64m"
         queue.dequeueBatchSize="{batch}"
-        queue.workerThreads="2" queue.workerThreadMinimumMessages="{min_msgs}"
+        queue.workerThreads="{WORKERS}" queue.workerThreadMinimumMessages="{min_msgs}"
         action.resumeRetryCount="-1" action.resumeInterval="10" action.resumeIntervalMax="300"
         action.reportSuspension="on")
 }}
@@ -164,7 +166,6 @@ ruleset(name="{ruleset}") {{
             toml = q(&r.omprog_config),
             log = q(&g.log_dir.join(format!("{}.log", d.name))),
             spool = q(&g.spool_dir.join("queue")),
-            high = size * 4 / 5,
             min_msgs = second_worker_threshold(size),
             low = size / 5,
             disk = g.queue_max_disk_space,
@@ -173,11 +174,47 @@ ruleset(name="{ruleset}") {{
     s
 }
 
+/// Program instances per destination (`queue.workerThreads`).
+pub const WORKERS: u64 = 2;
+
+/// `queue.dequeueBatchSize` of a destination's action: the largest omprog transaction. A file
+/// destination syncs once per transaction, so its transactions are larger.
+pub fn transaction_size(d: &Destination) -> u64 {
+    if matches!(d, Destination::File(_)) {
+        4096
+    } else {
+        1024
+    }
+}
+
+/// `queue.highWatermark` of an action queue of `size` messages whose transactions hold up to
+/// `batch`, or `None` when no safe value exists (`BrokerFile::parse` then refuses `queue_size`).
+///
+/// rsyslog starts a queue's disk part when its *logical* size (the messages waiting, without
+/// those the workers took into open transactions) reaches the high watermark, but refuses new
+/// messages when its *physical* size (both) reaches `queue.size`, and discards them after
+/// `queue.timeoutEnqueue` (2 s). While a destination is down each of the [`WORKERS`] instances
+/// holds a full transaction it cannot finish, so the queue needs room for the high watermark plus
+/// those transactions, or it fills up before it can spill: with `queue.size` 10000, the high
+/// watermark at 80 % and transactions of 4096, rsyslog discarded messages in 2 of 5 runs of
+/// `tests/reliability.rs`'s `queue-spills-to-disk` (docs/packaging.md, queue sizes). The value
+/// is 80 % of `size` when that leaves a tenth of the queue to spare, else lower, and never below
+/// half of `size` (the low watermark is a fifth).
+pub fn high_watermark(size: u64, batch: u64) -> Option<u64> {
+    let high = (size * 4 / 5).min(size.saturating_sub(WORKERS * batch + size / 10));
+    (high >= size / 2).then_some(high)
+}
+
+/// The smallest `queue_size` with a safe high watermark for transactions of `batch`.
+pub fn min_queue_size(batch: u64) -> u64 {
+    (100..).step_by(100).find(|&s| high_watermark(s, batch).is_some()).expect("a size exists")
+}
+
 /// `queue.workerThreadMinimumMessages` for an action queue of `size`: the second program instance
 /// starts when this many events wait. rsyslog (runtime/queue.c, `qqueueCorrectParams`) warns at
 /// every start when a queue with more than one worker has a minimum below `size / 100 * 10`
 /// (integer arithmetic); this is exactly that value, the earliest start without a warning
-/// (2000 for the default 20000, as the shipped hand-written files).
+/// (10000 for the default 100000, as the shipped hand-written files).
 pub fn second_worker_threshold(size: u64) -> u64 {
     size / 100 * 10
 }

@@ -114,6 +114,15 @@ fn errors_keep_their_line_in_broker_toml() {
         assert_eq!(e.line, Some(5), "{key}: {e}");
     }
     assert_eq!(broker_key_line("[[cluster]]\nqueue_size = 1\n[broker.tls]\nqueue_size = 2\n", "queue_size"), None);
+    // Too small for the file destination's transactions: the queue could not spill (render.rs,
+    // high_watermark); the smallest size named is accepted, 100 less is not.
+    let min = super::render::min_queue_size(4096);
+    assert_eq!(min, 20500);
+    let e = parse(&GOOD.replace("[broker]\n", &format!("[broker]\nqueue_size = {}\n", min - 100))).unwrap_err();
+    assert!(e.to_string().contains("too small for destination \"file\"") && e.to_string().contains("at least 20500") && e.line == Some(3), "{e}");
+    parse(&GOOD.replace("[broker]\n", &format!("[broker]\nqueue_size = {min}\n"))).unwrap();
+    // The shipped size keeps the shipped 80 %: 100000 - 2 x 4096 leaves more than a tenth.
+    assert_eq!(super::render::high_watermark(100_000, 4096), Some(80_000));
     let e = parse(&GOOD.replace("\"192.0.2.21\"", "\"node-21\"")).unwrap_err();
     assert!(e.to_string().contains("not an IP address"), "{e}");
     let e = parse(&GOOD.replace("name = \"splunk-hec\"", "name = \"file\"")).unwrap_err();
@@ -144,15 +153,20 @@ fn renders_the_shipped_wiring() {
     assert!(dests.contains("queue.filename=\"qab-splunk-hec\"") && dests.contains("queue.dequeueBatchSize=\"1024\""));
     // The second instance starts at 10 % of queue.size: the lowest value rsyslog takes without a
     // warning at start (tests/broker_listener.rs starts one).
-    assert_eq!(dests.matches("queue.workerThreads=\"2\" queue.workerThreadMinimumMessages=\"2000\"").count(), 2, "{dests}");
+    assert_eq!(dests.matches("queue.workerThreads=\"2\" queue.workerThreadMinimumMessages=\"10000\"").count(), 2, "{dests}");
     // The defaults are the shipped hand-written files' queue sizes (docs/packaging.md says why).
     let shipped = include_str!("../../rsyslog.d/20-dest-file.conf");
-    for line in ["queue.size=\"20000\" queue.highWatermark=\"16000\" queue.lowWatermark=\"4000\"", "queue.workerThreadMinimumMessages=\"2000\""] {
+    for line in ["queue.size=\"100000\" queue.highWatermark=\"80000\" queue.lowWatermark=\"20000\"", "queue.workerThreadMinimumMessages=\"10000\""] {
         assert!(shipped.contains(line) && dests.matches(line).count() == 2, "{line}");
     }
-    assert!(include_str!("../../rsyslog.d/30-clusters.conf.example").contains("queue.size=\"5000\"") && files["30-clusters.conf"].contains("queue.size=\"5000\""));
-    let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 4321\n")).unwrap();
-    assert!(render(&small, &r)["20-destinations.conf"].contains("queue.size=\"4321\" queue.highWatermark=\"3456\" queue.lowWatermark=\"864\"") && super::render::second_worker_threshold(4321) == 430);
+    assert!(include_str!("../../rsyslog.d/30-clusters.conf.example").contains("queue.size=\"50000\"") && files["30-clusters.conf"].contains("queue.size=\"50000\""));
+    // A smaller queue: 80 % where that leaves room for both instances' open transactions and a
+    // tenth to spare (splunk-hec, 1024 per transaction), lower where not (file, 4096).
+    let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 24321\n")).unwrap();
+    let dests = &render(&small, &r)["20-destinations.conf"];
+    assert!(dests.contains("queue.size=\"24321\" queue.highWatermark=\"19456\" queue.lowWatermark=\"4864\""), "{dests}");
+    assert!(dests.contains("queue.size=\"24321\" queue.highWatermark=\"13697\" queue.lowWatermark=\"4864\""), "{dests}");
+    assert_eq!(super::render::second_worker_threshold(24321), 2430);
     let clusters = &files["30-clusters.conf"];
     assert_eq!(clusters.matches("input(type=\"imtcp\"").count(), 2, "one own port, one shared port:\n{clusters}");
     assert!(clusters.contains("set $.cluster = \"prod\""));

@@ -45,6 +45,12 @@ pub struct Action {
     pub output: PathBuf,
     pub confirm_timeout_ms: u64,
     pub resume_interval_s: u64,
+    /// `queue.size`; the watermarks are the shipped 80 % and 20 % of it.
+    pub queue_size: u64,
+    /// `queue.dequeueBatchSize`: the largest transaction.
+    pub dequeue_batch: u64,
+    /// `queue.highWatermark` (None: 80 % of `queue_size`).
+    pub high_watermark: Option<u64>,
 }
 
 impl Action {
@@ -57,7 +63,27 @@ impl Action {
             output: log_dir.join(format!("{name}.log")),
             confirm_timeout_ms: 30_000,
             resume_interval_s: 1,
+            queue_size: 1_000_000,
+            dequeue_batch: 1024,
+            high_watermark: None,
         }
+    }
+
+    /// A smaller in-memory queue: past 80 % of `n` the queue spills to disk, as the shipped one
+    /// does past 16,000 (docs/packaging.md).
+    pub fn queue_size(mut self, n: u64) -> Action {
+        self.queue_size = n;
+        self
+    }
+
+    pub fn dequeue_batch(mut self, n: u64) -> Action {
+        self.dequeue_batch = n;
+        self
+    }
+
+    pub fn high_watermark(mut self, n: u64) -> Action {
+        self.high_watermark = Some(n);
+        self
     }
 
     pub fn confirm_timeout_ms(mut self, ms: u64) -> Action {
@@ -75,7 +101,8 @@ impl Action {
        signalOnClose="on" closeTimeout="10000" hup.signal="HUP"
        action.resumeRetryCount="-1" action.resumeInterval="{ri}"
        queue.type="LinkedList" queue.filename="{name}" queue.saveOnShutdown="on"
-       queue.size="1000000" queue.maxDiskSpace="1g" queue.dequeueBatchSize="1024"
+       queue.size="{qs}" queue.highWatermark="{high}" queue.lowWatermark="{low}"
+       queue.maxDiskSpace="1g" queue.dequeueBatchSize="{batch}"
        queue.workerThreads="2" queue.workerThreadMinimumMessages="1000")"#,
             name = self.name,
             bin = BROKER,
@@ -83,6 +110,10 @@ impl Action {
             output = self.output.display(),
             ct = self.confirm_timeout_ms,
             ri = self.resume_interval_s,
+            qs = self.queue_size,
+            batch = self.dequeue_batch,
+            high = self.high_watermark.unwrap_or(self.queue_size * 4 / 5),
+            low = self.queue_size / 5,
         )
     }
 }
