@@ -122,7 +122,8 @@ enum Command {
         rsyslog_dir: PathBuf,
     },
     /// Per destination: events in/delivered/dead-lettered/retried (all instances), backlog
-    /// (rsyslog queue, journals), last error; exit 1 when something is failing or stuck.
+    /// (rsyslog queue, journals), last error, messages rsyslog discarded; exit 1 when something
+    /// is failing, stuck or losing.
     Status {
         /// broker.toml, or one destination's TOML.
         #[arg(long, default_value = broker::DEFAULT_BROKER_TOML)]
@@ -248,7 +249,7 @@ fn check_one(cfg: Config, label: &str, connect: bool) -> i32 {
     0
 }
 
-/// `status`: exit 0 clean, 1 failing or stuck, 2 configuration unreadable.
+/// `status`: exit 0 clean, 1 failing, stuck or losing, 2 configuration unreadable.
 /// The configuration `status` and `test-event` read: by default what runs (the copy `apply`
 /// installed), else the given file.
 fn running_config(config: &Path) -> PathBuf {
@@ -291,7 +292,7 @@ fn status(config: &Path, impstats: Option<PathBuf>, prom: Option<PathBuf>) -> i3
             return 2;
         }
     }
-    i32::from(all.iter().any(|s| s.stuck))
+    i32::from(all.iter().any(|s| s.is_bad()))
 }
 
 fn main() {

@@ -11,8 +11,10 @@
 //!
 //! A destination is *failing* when a running instance's last attempt failed, or the latest
 //! error of any instance is newer than every delivery; it is *stuck* when it is failing, or it
-//! has a backlog and delivered nothing for [`STUCK_SECS`]. Exit status: 0 all clean, 1 something
-//! failing or stuck, 2 the configuration cannot be read. `--prometheus FILE` writes the same
+//! has a backlog and delivered nothing for [`STUCK_SECS`]; it is *losing* when rsyslog discarded
+//! messages of its queue (impstats `discarded.full` and `discarded.nf` of the queue and its disk
+//! part, counted since rsyslogd started: a full queue, docs/packaging.md). Exit status: 0 all
+//! clean, 1 something failing, stuck or losing, 2 the configuration cannot be read. `--prometheus FILE` writes the same
 //! figures in the node_exporter textfile collector format (written to `FILE.tmp`, renamed).
 
 use std::collections::BTreeMap;
@@ -44,6 +46,8 @@ pub struct DestinationStatus {
     pub journal_files: usize,
     /// From impstats: (queue size, disk-assisted part); `None` without impstats data.
     pub queue: Option<(u64, u64)>,
+    /// From impstats: messages rsyslog discarded from this destination's queue since it started.
+    pub discarded: Option<u64>,
     pub failing: bool,
     pub stuck: bool,
 }
@@ -51,6 +55,16 @@ pub struct DestinationStatus {
 impl DestinationStatus {
     pub fn backlog(&self) -> u64 {
         self.journal_lines + self.queue.map_or(0, |(q, d)| q + d)
+    }
+
+    /// rsyslog discarded messages meant for this destination.
+    pub fn losing(&self) -> bool {
+        self.discarded.is_some_and(|n| n > 0)
+    }
+
+    /// Something an operator must look at (exit status 1).
+    pub fn is_bad(&self) -> bool {
+        self.stuck || self.losing()
     }
 }
 
@@ -93,6 +107,12 @@ fn one(t: &Target, queues: &BTreeMap<String, serde_json::Value>) -> DestinationS
     let size = |name: String| queues.get(&name).and_then(|v| v.get("size")).and_then(|x| x.as_u64());
     if let Some(q) = size(format!("{action} queue")) {
         s.queue = Some((q, size(format!("{action} queue[DA]")).unwrap_or(0)));
+        let counter = |name: &str, field: &str| queues.get(name).and_then(|v| v.get(field)).and_then(|x| x.as_u64()).unwrap_or(0);
+        let discarded = [format!("{action} queue"), format!("{action} queue[DA]")]
+            .iter()
+            .map(|n| counter(n, "discarded.full") + counter(n, "discarded.nf"))
+            .sum();
+        s.discarded = Some(discarded);
     }
     let quiet = unix_now().saturating_sub(s.totals.last_delivery_at.unwrap_or(s.totals.updated));
     s.stuck = s.failing || (s.backlog() > 0 && quiet > STUCK_SECS);
@@ -148,7 +168,9 @@ pub fn utc(secs: u64) -> String {
 pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
     let mut o = String::new();
     for s in all {
-        let state = if s.failing {
+        let state = if s.losing() {
+            "LOSING"
+        } else if s.failing {
             "FAILING"
         } else if s.stuck {
             "STUCK"
@@ -169,6 +191,12 @@ pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
             None => "rsyslog queue unknown (no impstats record)".into(),
         };
         let _ = writeln!(o, "  backlog: {}: {queue}, journals {} undelivered lines in {} files", s.backlog(), s.journal_lines, s.journal_files);
+        if let Some(n) = s.discarded.filter(|&n| n > 0) {
+            let _ = writeln!(
+                o,
+                "  rsyslog discarded {n} messages of this destination's queue since it started (a full queue: queue.maxDiskSpace reached, or queue.size without room to spill; docs/packaging.md, queue sizes)"
+            );
+        }
         match (&t.last_error, t.last_error_at) {
             (Some(e), Some(at)) => {
                 let cleared = if s.failing {
@@ -197,11 +225,11 @@ pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
             }
         }
     }
-    let bad: Vec<&str> = all.iter().filter(|s| s.stuck).map(|s| s.name.as_str()).collect();
+    let bad: Vec<&str> = all.iter().filter(|s| s.is_bad()).map(|s| s.name.as_str()).collect();
     if bad.is_empty() {
         let _ = writeln!(o, "status: ok ({} destinations)", all.len());
     } else {
-        let _ = writeln!(o, "status: {} of {} destinations failing or stuck: {}", bad.len(), all.len(), bad.join(", "));
+        let _ = writeln!(o, "status: {} of {} destinations failing, stuck or losing: {}", bad.len(), all.len(), bad.join(", "));
     }
     o
 }
@@ -219,6 +247,7 @@ pub fn prometheus(all: &[DestinationStatus]) -> String {
         ("qab_journal_undelivered_lines", "gauge", "Accepted lines not yet delivered, in the journals", |s| Some(s.journal_lines)),
         ("qab_rsyslog_queue_size", "gauge", "Messages in the destination's rsyslog action queue", |s| s.queue.map(|q| q.0)),
         ("qab_rsyslog_queue_disk_size", "gauge", "Messages in the disk part of that queue", |s| s.queue.map(|q| q.1)),
+        ("qab_rsyslog_queue_discarded_total", "counter", "Messages rsyslog discarded from that queue since rsyslogd started", |s| s.discarded),
         ("qab_destination_failing", "gauge", "1 while deliveries fail", |s| Some(s.failing as u64)),
         ("qab_destination_stuck", "gauge", "1 when failing or a backlog has not moved for 300 s", |s| Some(s.stuck as u64)),
         ("qab_instances_running", "gauge", "Running programs of the destination", |s| Some(s.running as u64)),
@@ -244,4 +273,50 @@ pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// impstats records as rsyslog writes them (a time prefix, one JSON object per line); the
+    /// last record of each object counts.
+    fn impstats(dir: &Path, queue_discarded: u64, da_discarded: u64) -> PathBuf {
+        let p = dir.join("impstats.json");
+        let rec = |name: &str, size: u64, full: u64| {
+            format!("Thu Dec  3 05:01:45 2026: {{ \"name\": \"{name}\", \"origin\": \"core.queue\", \"size\": {size}, \"enqueued\": 10030, \"full\": 30, \"discarded.full\": {full}, \"discarded.nf\": 0, \"maxqsize\": 10000 }}\n")
+        };
+        let text = rec("qab-file queue", 0, 0) + &rec("qab-file queue[DA]", 0, 0) + &rec("qab-file queue", 10000, queue_discarded) + &rec("qab-file queue[DA]", 7, da_discarded);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn target(dir: &Path) -> Target {
+        let toml = format!(
+            "[destination]\ntype = \"file\"\npath = \"{0}/events.ndjson\"\n[dead_letter]\npath = \"{0}/dl.ndjson\"\n[journal]\ndir = \"{0}/journal\"\n",
+            dir.display()
+        );
+        Target { name: "file".into(), config: Config::parse(&toml).unwrap() }
+    }
+
+    /// Messages rsyslog discarded from a destination's queue (both parts) make it LOSING, exit
+    /// status 1 and a Prometheus counter; none discarded is no alarm.
+    #[test]
+    fn discarded_messages_are_reported_as_losing() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let all = gather(std::slice::from_ref(&t), Some(&impstats(dir.path(), 29, 3)));
+        assert_eq!((all[0].queue, all[0].discarded), (Some((10000, 7)), Some(32)));
+        assert!(all[0].losing() && all[0].is_bad());
+        let text = report(&all, None);
+        assert!(text.contains("destination file (file): LOSING") && text.contains("rsyslog discarded 32 messages"), "{text}");
+        assert!(text.contains("status: 1 of 1 destinations failing, stuck or losing: file"), "{text}");
+        assert!(prometheus(&all).contains("qab_rsyslog_queue_discarded_total{destination=\"file\"} 32"));
+
+        let all = gather(std::slice::from_ref(&t), Some(&impstats(dir.path(), 0, 0)));
+        assert_eq!(all[0].discarded, Some(0));
+        assert!(!all[0].losing());
+        let text = report(&all, None);
+        assert!(!text.contains("LOSING") && !text.contains("discarded"), "{text}");
+    }
 }

@@ -124,7 +124,8 @@ max_elapsed_secs = 3
 
     let st = until(Duration::from_secs(20), "status counts 70 delivered for splunk and local", || l.diagnostics(), || {
         let s = l.status();
-        (s.metric("qab_events_delivered_total", "splunk") == Some(70) && s.metric("qab_events_delivered_total", "local") == Some(70) && s.metric("qab_rsyslog_queue_size", "splunk") == Some(0))
+        (s.metric("qab_events_delivered_total", "splunk") == Some(70) && s.metric("qab_events_delivered_total", "local") == Some(70) && s.metric("qab_rsyslog_queue_size", "splunk") == Some(0)
+            && s.metric("qab_rsyslog_queue_discarded_total", "splunk") == Some(0))
             .then_some(s)
     });
     assert_eq!(st.code, 0, "{}", st.text);
