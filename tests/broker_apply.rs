@@ -12,7 +12,8 @@
 //! swaps the drop-ins in, events are sent, and `status` (text and Prometheus file, read here
 //! independently) must count them; the HEC receiver stops: status reports FAILING, a backlog
 //! and the error, exit 1; it comes back: the backlog drains, every event arrives, status is
-//! clean (exit 0). Finally a broken broker.toml is refused by `apply` (exit 2, line named), the
+//! clean (exit 0). Finally a broken broker.toml, and one whose `queue_size` leaves no room to
+//! spill, are refused by `apply` (exit 2, line named), the
 //! drop-ins stay byte-identical, and rsyslogd restarted on them keeps delivering.
 
 mod support;
@@ -178,6 +179,16 @@ max_elapsed_secs = 3
     let line = toml.lines().position(|x| x == "max_elapsed_secs = 3").unwrap() + 1;
     assert!(out.contains(&format!("line {line}:")) && out.contains("nothing changed"), "{out}");
     assert_eq!(l.drop_ins(), good, "a broken broker.toml changed nothing");
+    // So is a queue_size too small to spill with the file destination's transactions of 4096
+    // (broker::render::high_watermark): a full queue would discard messages during an outage.
+    let small = toml.replace("# queue_size = 100000", "queue_size = 20000");
+    std::fs::write(l.broker_toml(), &small).unwrap();
+    let (code, out) = l.apply(&[]);
+    let line = small.lines().position(|x| x.starts_with("queue_size = 20000")).unwrap() + 1;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("line {line}: [broker] queue_size = 20000 is too small for destination")) && out.contains("at least 27168"), "{out}");
+    assert_eq!(l.drop_ins(), good, "a refused queue_size changed nothing");
+    std::fs::write(l.broker_toml(), toml.replace("max_elapsed_secs = 3", "max_elapsed_secs = \"3\"")).unwrap();
     // The programs read the applied copy: rsyslogd restarted (so every program is restarted and
     // reads its configuration again) delivers with the broken broker.toml in place.
     rs.stop();

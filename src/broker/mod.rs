@@ -157,7 +157,7 @@ fn valid_name(s: &str) -> bool {
 /// The line of `key` in the `[broker]` table, for the errors its values get after parsing (the
 /// keys are plain values, without spans): read with the config's own key-line map, so comments,
 /// multi-line strings and dotted keys are TOML's business, not a line scan's.
-fn broker_key_line(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn broker_key_line(text: &str, key: &str) -> Option<usize> {
     crate::config::key_lines(text).get(&format!("broker.{key}")).copied()
 }
 
@@ -177,8 +177,8 @@ impl BrokerFile {
         let doc: Doc = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
         let g = &doc.broker;
         let global = |key: &str, message: String| ConfigError::new(message).with_line(broker_key_line(text, key));
-        if g.queue_size < 100 {
-            return Err(global("queue_size", format!("[broker] queue_size = {}: at least 100", g.queue_size)));
+        if !(100..=render::MAX_QUEUE_SIZE).contains(&g.queue_size) {
+            return Err(global("queue_size", format!("[broker] queue_size = {}: 100 to {}", g.queue_size, render::MAX_QUEUE_SIZE)));
         }
         if !(1..=3600).contains(&g.impstats_interval_secs) {
             return Err(global("impstats_interval_secs", "[broker] impstats_interval_secs: 1 to 3600".to_string()));
@@ -214,19 +214,6 @@ impl BrokerFile {
             config.source_path = path.to_path_buf();
             config.destination_name = Some(name.get_ref().clone());
             config.spool_dir = Some(g.spool_dir.clone());
-            let batch = render::transaction_size(&config.destination);
-            if render::high_watermark(g.queue_size, batch).is_none() {
-                return Err(global(
-                    "queue_size",
-                    format!(
-                        "[broker] queue_size = {} is too small for destination {:?}: rsyslog spills to disk at the high watermark, counted without the transactions its {} program instances hold open (up to {batch} events each), and discards messages if the queue is full first; at least {}",
-                        g.queue_size,
-                        name.get_ref(),
-                        render::WORKERS,
-                        render::min_queue_size(batch)
-                    ),
-                ));
-            }
             destinations.push(DestinationEntry { name: name.get_ref().clone(), line: line_at(text, name.span().start), config });
         }
         Ok(BrokerFile { path: path.to_path_buf(), text: text.to_string(), globals: doc.broker, clusters: doc.cluster, destinations })

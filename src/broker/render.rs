@@ -131,7 +131,7 @@ fn destinations(b: &BrokerFile, r: &Rendering) -> String {
     for d in &b.destinations {
         let batch = transaction_size(&d.config.destination);
         let size = g.queue_size;
-        // BrokerFile::parse refused a queue_size without a safe high watermark.
+        // apply refuses a queue_size without a safe high watermark (check_queue_size).
         let high = high_watermark(size, batch).unwrap_or(size * 4 / 5);
         let _ = write!(
             s,
@@ -188,26 +188,50 @@ pub fn transaction_size(d: &Destination) -> u64 {
 }
 
 /// `queue.highWatermark` of an action queue of `size` messages whose transactions hold up to
-/// `batch`, or `None` when no safe value exists (`BrokerFile::parse` then refuses `queue_size`).
+/// `batch`, or `None` when no safe value exists (`apply` then refuses `queue_size`,
+/// [`check_queue_size`]).
 ///
 /// rsyslog starts a queue's disk part when its *logical* size (the messages waiting, without
-/// those the workers took into open transactions) reaches the high watermark, but refuses new
-/// messages when its *physical* size (both) reaches `queue.size`, and discards them after
-/// `queue.timeoutEnqueue` (2 s). While a destination is down each of the [`WORKERS`] instances
-/// holds a full transaction it cannot finish, so the queue needs room for the high watermark plus
-/// those transactions, or it fills up before it can spill: with `queue.size` 10000, the high
-/// watermark at 80 % and transactions of 4096, rsyslog discarded messages in 2 of 5 runs of
-/// `tests/reliability.rs`'s `queue-spills-to-disk` (docs/packaging.md, queue sizes). The value
-/// is 80 % of `size` when that leaves a tenth of the queue to spare, else lower, and never below
-/// half of `size` (the low watermark is a fifth).
+/// those the workers took into open transactions) reaches the high watermark
+/// (runtime/queue.c, `qqueueAdviseMaxWorkers`), but refuses new messages when its *physical* size
+/// (both) reaches `queue.size`, and discards them after `queue.timeoutEnqueue`, 2 s
+/// (`doEnqSingleObj`, impstats `discarded.full`). While a destination is down each of the
+/// [`WORKERS`] instances holds a full transaction it cannot finish, so the queue needs room for
+/// the high watermark plus those transactions, or it fills up before it can spill: with
+/// `queue.size` 10000, the high watermark at 80 % and transactions of 4096, rsyslog discarded
+/// messages in 2 of 5 runs of `tests/reliability.rs`'s `queue-spills-to-disk`
+/// (docs/packaging.md, queue sizes). The value is 80 % of `size` when that leaves a tenth of the
+/// queue to spare, else lower, and never below 60 %: rsyslog warns at every start about a lower
+/// one (`qqueueCorrectParams`, message 2357). The low watermark (a fifth) stays below it.
 pub fn high_watermark(size: u64, batch: u64) -> Option<u64> {
+    let size = size.min(MAX_QUEUE_SIZE);
     let high = (size * 4 / 5).min(size.saturating_sub(WORKERS * batch + size / 10));
-    (high >= size / 2).then_some(high)
+    (high >= size / 100 * 60).then_some(high)
 }
+
+/// The largest `queue.size` rsyslog takes (an `int`).
+pub const MAX_QUEUE_SIZE: u64 = i32::MAX as u64;
 
 /// The smallest `queue_size` with a safe high watermark for transactions of `batch`.
 pub fn min_queue_size(batch: u64) -> u64 {
-    (100..).step_by(100).find(|&s| high_watermark(s, batch).is_some()).expect("a size exists")
+    (100..=MAX_QUEUE_SIZE).find(|&s| high_watermark(s, batch).is_some()).expect("a size exists")
+}
+
+/// `apply`'s check of `[broker] queue_size` against every destination's transactions: `None`
+/// when it is safe, else the error (naming the smallest size that fits them all).
+pub fn check_queue_size(b: &BrokerFile) -> Option<String> {
+    let size = b.globals.queue_size;
+    let too_small: Vec<(&str, u64)> = b
+        .destinations
+        .iter()
+        .map(|d| (d.name.as_str(), transaction_size(&d.config.destination)))
+        .filter(|&(_, batch)| high_watermark(size, batch).is_none())
+        .collect();
+    let need = b.destinations.iter().map(|d| min_queue_size(transaction_size(&d.config.destination))).max()?;
+    let (name, batch) = *too_small.first()?;
+    Some(format!(
+        "[broker] queue_size = {size} is too small for destination {name:?}: rsyslog spills to disk at the high watermark, counted without the transactions its {WORKERS} program instances hold open (up to {batch} events each), and discards messages if the queue is full first; at least {need}"
+    ))
 }
 
 /// `queue.workerThreadMinimumMessages` for an action queue of `size`: the second program instance

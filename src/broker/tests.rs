@@ -98,7 +98,7 @@ fn errors_keep_their_line_in_broker_toml() {
     // Values checked after parsing name their key's line too (not a look-alike key in another
     // table, nor the same key in a comment's place).
     for (key, value, says) in [
-        ("queue_size", "5", "at least 100"),
+        ("queue_size", "5", "100 to 2147483647"),
         ("impstats_interval_secs", "0", "1 to 3600"),
         ("queue_max_disk_space", "\"ten gigs\"", "a number with an optional k, m, g or t"),
         ("listen_address", "\"\"", "an IP address or host name"),
@@ -115,13 +115,22 @@ fn errors_keep_their_line_in_broker_toml() {
     }
     assert_eq!(broker_key_line("[[cluster]]\nqueue_size = 1\n[broker.tls]\nqueue_size = 2\n", "queue_size"), None);
     // Too small for the file destination's transactions: the queue could not spill (render.rs,
-    // high_watermark); the smallest size named is accepted, 100 less is not.
+    // high_watermark). parse accepts it (the programs load the file); apply's check refuses it,
+    // naming the smallest size for every destination; that size passes, one less does not.
     let min = super::render::min_queue_size(4096);
-    assert_eq!(min, 20500);
-    let e = parse(&GOOD.replace("[broker]\n", &format!("[broker]\nqueue_size = {}\n", min - 100))).unwrap_err();
-    assert!(e.to_string().contains("too small for destination \"file\"") && e.to_string().contains("at least 20500") && e.line == Some(3), "{e}");
-    parse(&GOOD.replace("[broker]\n", &format!("[broker]\nqueue_size = {min}\n"))).unwrap();
-    // The shipped size keeps the shipped 80 %: 100000 - 2 x 4096 leaves more than a tenth.
+    assert_eq!((min, super::render::min_queue_size(1024)), (27168, 6675));
+    let small = parse(&GOOD.replace("[broker]\n", &format!("[broker]\nqueue_size = {}\n", min - 1))).unwrap();
+    let e = super::render::check_queue_size(&small).expect("refused");
+    assert!(e.contains("too small for destination \"file\"") && e.ends_with("at least 27168"), "{e}");
+    let fits = parse(&GOOD.replace("[broker]\n", &format!("[broker]\nqueue_size = {min}\n"))).unwrap();
+    assert_eq!(super::render::check_queue_size(&fits), None);
+    // Never below 60 % (rsyslog warns at start below that), never overflowing.
+    for size in [min, 50_000, 100_000, 1 << 40, u64::MAX] {
+        let high = super::render::high_watermark(size, 4096).unwrap();
+        let size = size.min(super::render::MAX_QUEUE_SIZE);
+        assert!(high >= size / 100 * 60 && high <= size * 4 / 5 && size - high >= 2 * 4096 + size / 10, "{size}: {high}");
+    }
+    assert!(parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 2147483648\n")).unwrap_err().to_string().contains("100 to 2147483647"));
     assert_eq!(super::render::high_watermark(100_000, 4096), Some(80_000));
     let e = parse(&GOOD.replace("\"192.0.2.21\"", "\"node-21\"")).unwrap_err();
     assert!(e.to_string().contains("not an IP address"), "{e}");
@@ -162,11 +171,11 @@ fn renders_the_shipped_wiring() {
     assert!(include_str!("../../rsyslog.d/30-clusters.conf.example").contains("queue.size=\"50000\"") && files["30-clusters.conf"].contains("queue.size=\"50000\""));
     // A smaller queue: 80 % where that leaves room for both instances' open transactions and a
     // tenth to spare (splunk-hec, 1024 per transaction), lower where not (file, 4096).
-    let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 24321\n")).unwrap();
+    let small = parse(&GOOD.replace("[broker]\n", "[broker]\nqueue_size = 34321\n")).unwrap();
     let dests = &render(&small, &r)["20-destinations.conf"];
-    assert!(dests.contains("queue.size=\"24321\" queue.highWatermark=\"19456\" queue.lowWatermark=\"4864\""), "{dests}");
-    assert!(dests.contains("queue.size=\"24321\" queue.highWatermark=\"13697\" queue.lowWatermark=\"4864\""), "{dests}");
-    assert_eq!(super::render::second_worker_threshold(24321), 2430);
+    assert!(dests.contains("queue.size=\"34321\" queue.highWatermark=\"27456\" queue.lowWatermark=\"6864\""), "{dests}");
+    assert!(dests.contains("queue.size=\"34321\" queue.highWatermark=\"22697\" queue.lowWatermark=\"6864\""), "{dests}");
+    assert_eq!(super::render::second_worker_threshold(34321), 3430);
     let clusters = &files["30-clusters.conf"];
     assert_eq!(clusters.matches("input(type=\"imtcp\"").count(), 2, "one own port, one shared port:\n{clusters}");
     assert!(clusters.contains("set $.cluster = \"prod\""));

@@ -45,7 +45,7 @@ pub struct Action {
     pub output: PathBuf,
     pub confirm_timeout_ms: u64,
     pub resume_interval_s: u64,
-    /// `queue.size`; the watermarks are the shipped 80 % and 20 % of it.
+    /// `queue.size` (1,000,000: a scenario's events stay in memory); the low watermark is a fifth.
     pub queue_size: u64,
     /// `queue.dequeueBatchSize`: the largest transaction.
     pub dequeue_batch: u64,
@@ -69,8 +69,8 @@ impl Action {
         }
     }
 
-    /// A smaller in-memory queue: past 80 % of `n` the queue spills to disk, as the shipped one
-    /// does past 16,000 (docs/packaging.md).
+    /// A smaller in-memory queue, which spills to disk past its high watermark (80 % of `n`
+    /// unless [`Action::high_watermark`] says otherwise; docs/packaging.md, queue sizes).
     pub fn queue_size(mut self, n: u64) -> Action {
         self.queue_size = n;
         self
