@@ -187,7 +187,14 @@ fn check(config: &Path, destination: Option<&str>, connect: bool) -> i32 {
                 }
             },
         };
-        return b.destinations.iter().map(|d| check_one(d.config.clone(), &format!("destination {:?}", d.name), connect)).fold(listener, i32::max);
+        let queues = match b.check_queue_size() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                2
+            }
+        };
+        return b.destinations.iter().map(|d| check_one(d.config.clone(), &format!("destination {:?}", d.name), connect)).fold(listener.max(queues), i32::max);
     }
     match broker::load_config(config, destination) {
         Ok(cfg) => {

@@ -254,7 +254,8 @@ fn check_connect_proves_the_hec_token() {
 }
 
 /// `check` tells the two kinds of file apart: a destination TOML with a `[cluster]` table is not
-/// a broker.toml; the shipped broker.toml is checked destination by destination.
+/// a broker.toml; the shipped broker.toml is checked destination by destination, and refused
+/// with a `queue_size` that `apply` would refuse.
 #[test]
 fn check_reads_both_layouts() {
     let l = Layout::new();
@@ -265,4 +266,14 @@ fn check_reads_both_layouts() {
     let out = Command::new(BIN).args(["check", "--config"]).arg(l.broker_toml()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("0 cluster(s), 1 destination(s)") && text.contains("destination \"file\": configuration is valid"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // check refuses what apply refuses: a queue_size too small for the file destination to spill.
+    let shipped = std::fs::read_to_string(l.broker_toml()).unwrap();
+    let small = shipped.replace("# queue_size = 100000", "queue_size = 20000");
+    assert_ne!(small, shipped);
+    std::fs::write(l.broker_toml(), &small).unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(l.broker_toml()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = small.lines().position(|x| x.starts_with("queue_size = 20000")).unwrap() + 1;
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("line {line}: [broker] queue_size = 20000 is too small for destination \"file\"")), "{err}");
 }

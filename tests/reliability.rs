@@ -26,7 +26,7 @@ use support::http::{ItemSelector, MockHttp};
 use support::rsyslog::Rsyslogd;
 use support::scenario::{
     adopted_lines, broker_children, dead_letters, find_streaming, good_lines, impstats, is_alive, logged_pids,
-    main_thread_wchan, rsyslog_restart_messages, queue_stat, rsyslog_body, sigkill, wait_all, wait_settled, with_common, write_config,
+    main_thread_wchan, rsyslog_restart_messages, queue_bytes_on_disk, queue_stat, rsyslog_body, sigkill, wait_all, wait_settled, with_common, write_config,
     Action, Feeder, Outcome, Pace,
 };
 use support::sender::{Tally, SYSLOG_PREFIX};
@@ -384,12 +384,7 @@ fn restart_run(scenario: &str, journal: bool) -> Outcome {
 
     let exit = r.stop();
     assert!(!exit.killed, "rsyslogd stopped on SIGTERM: {exit:?}\n{}", r.diagnostics());
-    let on_disk: u64 = std::fs::read_dir(r.work_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("qab_ndjson"))
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let on_disk = queue_bytes_on_disk(r.work_dir(), "qab_ndjson");
     assert!(on_disk > 0, "the queue was saved to disk on shutdown\n{}", r.diagnostics());
     assert!(mock.accepted_records().len() < N as usize, "events were still queued when rsyslogd stopped");
 
@@ -647,12 +642,7 @@ fn destination_down_spills_the_queue_to_disk_then_drains() {
         || queue_stat(&stats, disk, "enqueued").filter(|&e| e >= N / 2),
         || format!("impstats, last records:\n{}\n{}", impstats_tail(), context(&r, &[&action.output], None)),
     );
-    let on_disk: u64 = std::fs::read_dir(r.work_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("qab_hec"))
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let on_disk = queue_bytes_on_disk(r.work_dir(), "qab_hec");
     assert!(on_disk > 0, "queue files in {}\n{}", r.work_dir().display(), r.diagnostics());
     assert!(mock.accepted_records().is_empty(), "nothing arrived while the destination was down");
 

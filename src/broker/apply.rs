@@ -67,12 +67,7 @@ pub fn run(o: &ApplyOptions) -> i32 {
 fn apply(o: &ApplyOptions) -> Result<String, (i32, String)> {
     let invalid = |e: String| (EXIT_INVALID_TOML, e);
     let broker = BrokerFile::load(&o.broker_toml).map_err(|e| invalid(e.to_string()))?;
-    // Here, not in BrokerFile::parse: the programs load the same file, and one that an earlier
-    // version applied must not keep them from starting.
-    if let Some(e) = super::render::check_queue_size(&broker) {
-        let e = crate::config::ConfigError::new(e).with_line(super::broker_key_line(&broker.text, "queue_size")).with_file(&broker.path);
-        return Err(invalid(e.to_string()));
-    }
+    broker.check_queue_size().map_err(|e| invalid(e.to_string()))?;
     if !broker.clusters.is_empty() && broker.destinations.is_empty() {
         return Err(invalid(format!("{}: clusters are defined but no [[destination]]: their events would go nowhere", o.broker_toml.display())));
     }

@@ -157,7 +157,7 @@ fn valid_name(s: &str) -> bool {
 /// The line of `key` in the `[broker]` table, for the errors its values get after parsing (the
 /// keys are plain values, without spans): read with the config's own key-line map, so comments,
 /// multi-line strings and dotted keys are TOML's business, not a line scan's.
-pub(crate) fn broker_key_line(text: &str, key: &str) -> Option<usize> {
+fn broker_key_line(text: &str, key: &str) -> Option<usize> {
     crate::config::key_lines(text).get(&format!("broker.{key}")).copied()
 }
 
@@ -217,6 +217,17 @@ impl BrokerFile {
             destinations.push(DestinationEntry { name: name.get_ref().clone(), line: line_at(text, name.span().start), config });
         }
         Ok(BrokerFile { path: path.to_path_buf(), text: text.to_string(), globals: doc.broker, clusters: doc.cluster, destinations })
+    }
+
+    /// `apply`'s and `check`'s refusal of a `queue_size` too small to spill with some
+    /// destination's transactions ([`render::check_queue_size`]), at the key's line. Not part of
+    /// [`BrokerFile::parse`]: the programs load the same file, and one that an earlier version
+    /// applied must not keep them from starting.
+    pub fn check_queue_size(&self) -> Result<(), ConfigError> {
+        match render::check_queue_size(self) {
+            None => Ok(()),
+            Some(e) => Err(ConfigError::new(e).with_line(broker_key_line(&self.text, "queue_size")).with_file(&self.path)),
+        }
     }
 
     /// The configuration of destination `name`, as `omprog --destination NAME` runs it.

@@ -141,6 +141,16 @@ pub fn rsyslog_body(clusters: &[(&str, &str)], actions: &[Action], extra: &str) 
     b
 }
 
+/// Bytes of the queue files of action `name` in rsyslogd's work directory (its disk part).
+pub fn queue_bytes_on_disk(work_dir: &Path, name: &str) -> u64 {
+    fs::read_dir(work_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(name))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
 /// impstats every second, JSON, into `path` (queue sizes: see [`queue_stat`]).
 pub fn impstats(path: &Path) -> String {
     format!(
