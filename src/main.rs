@@ -291,15 +291,15 @@ fn status(config: &Path, impstats: Option<PathBuf>, prom: Option<PathBuf>) -> i3
         }
     };
     let impstats = impstats.or(default_impstats);
-    let all = status::gather(&targets, impstats.as_deref());
-    print!("{}", status::report(&all, impstats.as_deref()));
+    let st = status::collect(&targets, impstats.as_deref());
+    print!("{}", status::report(&st, impstats.as_deref()));
     if let Some(p) = prom {
-        if let Err(e) = status::write_textfile(&p, &status::prometheus(&all)) {
+        if let Err(e) = status::write_textfile(&p, &status::prometheus(&st)) {
             eprintln!("status: cannot write {}: {e}", p.display());
             return 2;
         }
     }
-    i32::from(all.iter().any(|s| s.is_bad()))
+    i32::from(st.is_bad())
 }
 
 fn main() {

@@ -7,14 +7,18 @@
 //!   (a journal's header holds the length of its undelivered lines; a delivered transaction
 //!   sets it to zero, so an empty-but-present journal counts 0);
 //! * rsyslog's impstats file (rendered by `apply`): the destination action queue's size and its
-//!   disk part (`"qab-NAME queue"` and `"... queue[DA]"`), last record per object.
+//!   disk part (`"qab-NAME queue"` and `"... queue[DA]"`), last record per object; and the
+//!   queues of the broker's rulesets (every `core.queue` object named `qab_...`: the clusters'
+//!   `qab_cluster_NAME` and `qab_port_PORT`, and hand-written ones named so), which sit in front
+//!   of the destinations' queues.
 //!
 //! A destination is *failing* when a running instance's last attempt failed, or the latest
 //! error of any instance is newer than every delivery; it is *stuck* when it is failing, or it
 //! has a backlog and delivered nothing for [`STUCK_SECS`]; it is *losing* when rsyslog discarded
 //! messages of its queue (impstats `discarded.full` and `discarded.nf` of the queue and its disk
-//! part, counted since rsyslogd started: a full queue, docs/packaging.md). Exit status: 0 all
-//! clean, 1 something failing, stuck or losing, 2 the configuration cannot be read. `--prometheus FILE` writes the same
+//! part, counted since rsyslogd started: a full queue, docs/packaging.md). A ruleset queue that
+//! discarded messages is *losing* too: those messages never reached any destination. Exit
+//! status: 0 all clean, 1 something failing, stuck or losing, 2 the configuration cannot be read. `--prometheus FILE` writes the same
 //! figures in the node_exporter textfile collector format (written to `FILE.tmp`, renamed).
 
 use std::collections::BTreeMap;
@@ -68,10 +72,58 @@ impl DestinationStatus {
     }
 }
 
+/// A queue of one of the broker's rulesets (a cluster's), from impstats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesetQueue {
+    /// The ruleset's name, which is the queue's name in impstats.
+    pub name: String,
+    pub size: u64,
+    /// `discarded.full` + `discarded.nf` since rsyslogd started.
+    pub discarded: u64,
+}
+
+impl RulesetQueue {
+    pub fn losing(&self) -> bool {
+        self.discarded > 0
+    }
+}
+
+/// Everything `status` reports.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    pub destinations: Vec<DestinationStatus>,
+    pub ruleset_queues: Vec<RulesetQueue>,
+}
+
+impl Status {
+    /// Something an operator must look at (exit status 1).
+    pub fn is_bad(&self) -> bool {
+        self.destinations.iter().any(DestinationStatus::is_bad) || self.ruleset_queues.iter().any(RulesetQueue::losing)
+    }
+}
+
 /// Gathers the status of `targets`; `impstats` is rsyslog's impstats file (if any).
 pub fn gather(targets: &[Target], impstats: Option<&Path>) -> Vec<DestinationStatus> {
     let queues = impstats.map(read_impstats).unwrap_or_default();
     targets.iter().map(|t| one(t, &queues)).collect()
+}
+
+/// [`gather`], and the broker's ruleset queues from the same impstats file.
+pub fn collect(targets: &[Target], impstats: Option<&Path>) -> Status {
+    let records = impstats.map(read_impstats).unwrap_or_default();
+    Status { destinations: targets.iter().map(|t| one(t, &records)).collect(), ruleset_queues: ruleset_queues(&records) }
+}
+
+/// The `core.queue` objects named `qab_...`: the broker's ruleset queues. (A destination's
+/// action queue is `qab-NAME queue`, with a hyphen, and a ruleset without a queue of its own has
+/// no record.)
+fn ruleset_queues(records: &BTreeMap<String, serde_json::Value>) -> Vec<RulesetQueue> {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    records
+        .iter()
+        .filter(|(name, v)| name.starts_with("qab_") && v.get("origin").and_then(|o| o.as_str()) == Some("core.queue"))
+        .map(|(name, v)| RulesetQueue { name: name.clone(), size: num(v, "size"), discarded: num(v, "discarded.full") + num(v, "discarded.nf") })
+        .collect()
 }
 
 fn one(t: &Target, queues: &BTreeMap<String, serde_json::Value>) -> DestinationStatus {
@@ -165,7 +217,8 @@ pub fn utc(secs: u64) -> String {
 }
 
 /// The human report.
-pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
+pub fn report(st: &Status, impstats: Option<&Path>) -> String {
+    let all = &st.destinations;
     let mut o = String::new();
     for s in all {
         let state = if s.losing() {
@@ -214,6 +267,17 @@ pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
             let _ = writeln!(o, "  last delivery: {}", utc(at));
         }
     }
+    for q in &st.ruleset_queues {
+        if q.losing() {
+            let _ = writeln!(
+                o,
+                "ruleset queue {}: LOSING: {} waiting; rsyslog discarded {} messages of it since it started, before any destination saw them (full for longer than queue.timeoutEnqueue: the destinations' queues took nothing; docs/packaging.md, queue sizes)",
+                q.name, q.size, q.discarded
+            );
+        } else {
+            let _ = writeln!(o, "ruleset queue {}: {} waiting, none discarded", q.name, q.size);
+        }
+    }
     if let Some(p) = impstats {
         match std::fs::metadata(p).and_then(|m| m.modified()) {
             Ok(m) => {
@@ -231,11 +295,16 @@ pub fn report(all: &[DestinationStatus], impstats: Option<&Path>) -> String {
     } else {
         let _ = writeln!(o, "status: {} of {} destinations failing, stuck or losing: {}", bad.len(), all.len(), bad.join(", "));
     }
+    let losing: Vec<&str> = st.ruleset_queues.iter().filter(|q| q.losing()).map(|q| q.name.as_str()).collect();
+    if !losing.is_empty() {
+        let _ = writeln!(o, "status: {} ruleset queue(s) losing: {}", losing.len(), losing.join(", "));
+    }
     o
 }
 
 /// The Prometheus text exposition (node_exporter textfile collector).
-pub fn prometheus(all: &[DestinationStatus]) -> String {
+pub fn prometheus(st: &Status) -> String {
+    let all = &st.destinations;
     type Get = fn(&DestinationStatus) -> Option<u64>;
     let metrics: &[(&str, &str, &str, Get)] = &[
         ("qab_lines_in_total", "counter", "Lines received by the destination's programs", |s| Some(s.totals.lines_in)),
@@ -263,6 +332,20 @@ pub fn prometheus(all: &[DestinationStatus]) -> String {
             }
         }
     }
+    type GetQ = fn(&RulesetQueue) -> u64;
+    let queue_metrics: &[(&str, &str, &str, GetQ)] = &[
+        ("qab_rsyslog_ruleset_queue_size", "gauge", "Messages in a broker ruleset's rsyslog queue (a cluster's)", |q| q.size),
+        ("qab_rsyslog_ruleset_queue_discarded_total", "counter", "Messages rsyslog discarded from that queue since rsyslogd started", |q| q.discarded),
+    ];
+    for (name, kind, help, get) in queue_metrics {
+        if st.ruleset_queues.is_empty() {
+            break;
+        }
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for q in &st.ruleset_queues {
+            let _ = writeln!(o, "{name}{{queue=\"{}\"}} {}", q.name, get(q));
+        }
+    }
     o
 }
 
@@ -279,13 +362,14 @@ pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// impstats records as rsyslog writes them (a time prefix, one JSON object per line); the
-    /// last record of each object counts.
+    /// An impstats record as rsyslog 8.2302 writes it (a time prefix, one JSON object per line).
+    fn rec(name: &str, size: u64, full: u64) -> String {
+        format!("Thu Dec  3 05:01:45 2026: {{ \"name\": \"{name}\", \"origin\": \"core.queue\", \"size\": {size}, \"enqueued\": 10030, \"full\": 30, \"discarded.full\": {full}, \"discarded.nf\": 0, \"maxqsize\": 10000 }}\n")
+    }
+
+    /// The last record of each object counts.
     fn impstats(dir: &Path, queue_discarded: u64, da_discarded: u64) -> PathBuf {
         let p = dir.join("impstats.json");
-        let rec = |name: &str, size: u64, full: u64| {
-            format!("Thu Dec  3 05:01:45 2026: {{ \"name\": \"{name}\", \"origin\": \"core.queue\", \"size\": {size}, \"enqueued\": 10030, \"full\": 30, \"discarded.full\": {full}, \"discarded.nf\": 0, \"maxqsize\": 10000 }}\n")
-        };
         let text = rec("qab-file queue", 0, 0) + &rec("qab-file queue[DA]", 0, 0) + &rec("qab-file queue", 10000, queue_discarded) + &rec("qab-file queue[DA]", 7, da_discarded);
         std::fs::write(&p, text).unwrap();
         p
@@ -305,18 +389,55 @@ mod tests {
     fn discarded_messages_are_reported_as_losing() {
         let dir = tempfile::tempdir().unwrap();
         let t = target(dir.path());
-        let all = gather(std::slice::from_ref(&t), Some(&impstats(dir.path(), 29, 3)));
+        let st = collect(std::slice::from_ref(&t), Some(&impstats(dir.path(), 29, 3)));
+        let all = &st.destinations;
         assert_eq!((all[0].queue, all[0].discarded), (Some((10000, 7)), Some(32)));
-        assert!(all[0].losing() && all[0].is_bad());
-        let text = report(&all, None);
+        assert!(all[0].losing() && all[0].is_bad() && st.is_bad());
+        let text = report(&st, None);
         assert!(text.contains("destination file (file): LOSING") && text.contains("rsyslog discarded 32 messages"), "{text}");
         assert!(text.contains("status: 1 of 1 destinations failing, stuck or losing: file"), "{text}");
-        assert!(prometheus(&all).contains("qab_rsyslog_queue_discarded_total{destination=\"file\"} 32"));
+        assert!(prometheus(&st).contains("qab_rsyslog_queue_discarded_total{destination=\"file\"} 32"));
 
-        let all = gather(std::slice::from_ref(&t), Some(&impstats(dir.path(), 0, 0)));
-        assert_eq!(all[0].discarded, Some(0));
-        assert!(!all[0].losing());
-        let text = report(&all, None);
+        let st = collect(std::slice::from_ref(&t), Some(&impstats(dir.path(), 0, 0)));
+        assert_eq!(st.destinations[0].discarded, Some(0));
+        assert!(!st.destinations[0].losing());
+        let text = report(&st, None);
         assert!(!text.contains("LOSING") && !text.contains("discarded"), "{text}");
+    }
+
+    /// A cluster's ruleset queue that discarded messages (they never reached a destination) is
+    /// reported as LOSING with exit status 1 and its own Prometheus counter; the destination
+    /// queues' records, rsyslog's main queue and other objects are not ruleset queues.
+    #[test]
+    fn discarding_cluster_queues_are_reported_as_losing() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let p = dir.path().join("impstats.json");
+        let other = "Thu Dec  3 05:01:45 2026: { \"name\": \"qab-prod(10514)\", \"origin\": \"imtcp\", \"submitted\": 9 }\n";
+        let write = |prod: u64| {
+            let text = rec("qab-file queue", 0, 0) + &rec("qab-file queue[DA]", 0, 0) + &rec("main Q", 0, 5) + other
+                + &rec("qab_cluster_prod", 50000, 0) + &rec("qab_port_514", 3, 0) + &rec("qab_cluster_prod", 49990, prod);
+            std::fs::write(&p, text).unwrap();
+        };
+        write(41);
+        let st = collect(std::slice::from_ref(&t), Some(&p));
+        assert_eq!(
+            st.ruleset_queues,
+            [("qab_cluster_prod", 49990, 41), ("qab_port_514", 3, 0)].map(|(n, size, discarded)| RulesetQueue { name: n.into(), size, discarded })
+        );
+        assert!(!st.destinations[0].is_bad() && st.is_bad(), "the destination is fine, the cluster's queue is not");
+        let text = report(&st, None);
+        assert!(text.contains("ruleset queue qab_cluster_prod: LOSING: 49990 waiting; rsyslog discarded 41 messages"), "{text}");
+        assert!(text.contains("ruleset queue qab_port_514: 3 waiting, none discarded"), "{text}");
+        assert!(text.contains("status: 1 ruleset queue(s) losing: qab_cluster_prod"), "{text}");
+        let prom = prometheus(&st);
+        assert!(prom.contains("qab_rsyslog_ruleset_queue_discarded_total{queue=\"qab_cluster_prod\"} 41"), "{prom}");
+        assert!(prom.contains("qab_rsyslog_ruleset_queue_size{queue=\"qab_port_514\"} 3"), "{prom}");
+        assert!(!prom.contains("main Q") && !text.contains("main Q"), "{text}");
+
+        write(0);
+        let st = collect(std::slice::from_ref(&t), Some(&p));
+        assert!(!st.is_bad());
+        assert!(!report(&st, None).contains("LOSING"));
     }
 }

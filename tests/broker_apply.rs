@@ -134,6 +134,12 @@ max_elapsed_secs = 3
     assert_eq!(st.metric("qab_events_delivered_total", "file"), Some(70), "{}", st.text);
     assert_eq!(st.metric("qab_destination_failing", "splunk"), Some(0));
     assert!(st.text.contains("delivered 70") && st.state_of("splunk") == "ok", "{}", st.text);
+    // The clusters' ruleset queues, read from the real rsyslogd's impstats: both there, nothing
+    // discarded.
+    for q in ["qab_cluster_prod".to_string(), format!("qab_port_{shared}")] {
+        assert_eq!(st.queue_metric("qab_rsyslog_ruleset_queue_discarded_total", &q), Some(0), "{q}: {}", st.text);
+        assert!(st.text.contains(&format!("ruleset queue {q}: ")) && st.text.contains("none discarded"), "{q}: {}", st.text);
+    }
 
     // The test event reaches both clusters' rulesets and every destination.
     let out = l.run(&["test-event", "prod", "--wait-secs", "20"]);

@@ -167,6 +167,10 @@ impl Status {
     pub fn metric(&self, name: &str, dest: &str) -> Option<u64> {
         self.prom.get(&format!("{name}{{destination=\"{dest}\"}}")).copied()
     }
+    /// `metric{queue="x"}`: a broker ruleset queue's figure (a cluster's queue).
+    pub fn queue_metric(&self, name: &str, queue: &str) -> Option<u64> {
+        self.prom.get(&format!("{name}{{queue=\"{queue}\"}}")).copied()
+    }
     pub fn state_of(&self, dest: &str) -> String {
         let prefix = format!("destination {dest} (");
         self.text.lines().find(|l| l.starts_with(&prefix)).and_then(|l| l.split_once("): ")).map(|(_, s)| s.to_string()).unwrap_or_default()
