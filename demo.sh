@@ -36,23 +36,25 @@ dir = "$TMP/journal"
 interval_secs = 1
 TOML
 
-# The same shape as the shipped rsyslog.d drop-ins: a ruleset per cluster sets $.cluster and
-# calls the delivery ruleset; one omprog action with its own disk-assisted queue.
+# The same shape as the shipped rsyslog.d drop-ins: a listener per cluster, named qab-<cluster>
+# (the name names the cluster in the envelope), whose ruleset calls the delivery ruleset; the
+# message's uuid (the event id) made before the action queues it; one omprog action with its
+# own disk-assisted queue. The envelope template is the one the package ships.
+TEMPLATE=$(sed -n '/^template(name="qab_envelope_v3"/,/)$/p' "packaging/rsyslog/qumulo-audit-broker.conf")
 cat > "$TMP/rsyslog.conf" <<CONF
 global(workDirectory="$TMP/spool")
 module(load="imtcp")
 module(load="omprog")
-module(load="mmsequence")
-template(name="qab_envelope" type="string" string="QAB2\t%timegenerated:::date-rfc3339%/%\$.qab_seq%\t%\$.qab_uuid%\t%timereported:::date-rfc3339%\t%\$.cluster:::escape-cc%\t%fromhost-ip%\t%hostname:::escape-cc%\t%msg:::escape-cc%\n")
-input(type="imtcp" address="127.0.0.1" port="$P1" ruleset="cluster_alpha")
-input(type="imtcp" address="127.0.0.1" port="$P2" ruleset="cluster_beta")
-ruleset(name="cluster_alpha") { set \$.cluster = "alpha"; call qab_deliver }
-ruleset(name="cluster_beta") { set \$.cluster = "beta"; call qab_deliver }
+$TEMPLATE
+input(type="imtcp" name="qab-alpha" address="127.0.0.1" port="$P1" ruleset="cluster_alpha")
+input(type="imtcp" name="qab-beta" address="127.0.0.1" port="$P2" ruleset="cluster_beta")
+ruleset(name="cluster_alpha") { call qab_deliver }
+ruleset(name="cluster_beta") { call qab_deliver }
 ruleset(name="qab_deliver") {
-  action(type="mmsequence" mode="instance" from="0" to="2147483647" var="\$.qab_seq")
+  if \$uuid == "" then { set \$.qab_no_uuid = "1"; }
   action(type="omprog" name="qab_file"
          binary="$BIN omprog --config $TMP/file.toml"
-         template="qab_envelope" output="$TMP/broker.log"
+         template="qab_envelope_v3" output="$TMP/broker.log"
          confirmMessages="on" useTransactions="on" confirmTimeout="30000"
          signalOnClose="on" closeTimeout="5000" hup.signal="HUP"
          action.resumeRetryCount="-1" action.resumeInterval="1"

@@ -28,11 +28,11 @@ MMSEQUENCE = 'action(type="mmsequence" mode="instance" from="0" to="2147483647" 
 ELEMENTS = {
     "bare": ("the message alone (no statement)", ""),
     "cluster": ('`set $.cluster = "prod";` (the shipped cluster ruleset)', 'set $.cluster = "prod";'),
-    "cluster+seq": ("`set $.cluster` and the mmsequence number (the shipped wiring)",
+    "cluster+seq": ("`set $.cluster` and the mmsequence number (version 2's wiring)",
                     f'set $.cluster = "prod";\n    {MMSEQUENCE}'),
     "seq": ("the mmsequence number alone (no `$.cluster`)", MMSEQUENCE),
-    "uuid": ('`if $uuid == "" then stop` (the uuid made and kept in the message, no variable)',
-             'if $uuid == "" then { stop }'),
+    "uuid": ('the uuid filter, `if $uuid == "" then {...}` (the shipped wiring: the uuid made and kept in the message, no variable)',
+             'if $uuid == "" then { set $.qab_no_uuid = "1"; }'),
 }
 
 CONF = """global(workDirectory="{tmp}")

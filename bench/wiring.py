@@ -192,6 +192,9 @@ ruleset(name="peer" queue.type="LinkedList" queue.size="50000" queue.dequeueBatc
 # The wiring shipped before issue 11 (envelope version 1 with %uuid% and `set $.qab_uuid`), read
 # from git so that the same run can measure it beside the current one.
 BEFORE_REV = "62b50d2"
+# The wiring of version 2 (mmsequence's number and `$.cluster` in `$.` variables), the last
+# revision that shipped it, for the cost table's "version 2" row.
+V2_REV = "801ef30"
 
 
 def _read(rel, rev=None):
@@ -249,8 +252,10 @@ def shipped_conf(tmp, ports, dests, variant=(), rev=None, dest_rel="rsyslog.d/20
 
 def variant_rev(variant):
     """The git revision whose wiring the variants apply to (None: the work tree's). A variant
-    marked "v1" needs the wiring of BEFORE_REV; the others apply to either."""
-    return BEFORE_REV if any(VARIANTS[v][2] == "v1" for v in variant) else None
+    marked "v1" needs the wiring of BEFORE_REV, one marked "v2" that of V2_REV; the others apply
+    to any."""
+    revs = {"v1": BEFORE_REV, "v2": V2_REV}
+    return next((revs[VARIANTS[v][2]] for v in variant if VARIANTS[v][2] in revs), None)
 
 
 def _queue_param(conf, key, value):
@@ -266,17 +271,18 @@ def _queue_param(conf, key, value):
 
 
 def _template_string(conf, new):
-    return re.sub(r'(template\(name="qab_envelope" type="string"\s+string=")(?:[^"\\]|\\.)*(")',
+    return re.sub(r'(template\(name="qab_envelope(?:_v3)?" type="string"\s+string=")(?:[^"\\]|\\.)*(")',
                   lambda m: m.group(1) + new + m.group(2), conf, count=1)
 
 
 def _template_edit(conf, old, new):
-    m = re.search(r'template\(name="qab_envelope".*?\)\n', conf, re.S)
+    m = re.search(r'template\(name="qab_envelope(?:_v3)?".*?\)\n', conf, re.S)
     return conf[:m.start()] + m.group(0).replace(old, new) + conf[m.end():]
 
 
 SET_UUID = r"\n\s*set \$\.qab_uuid = \$uuid;"
-MMSEQUENCE = r"\n\s*action\(type=\"mmsequence\"[^)]*\)"
+UUID_FILTER = r'\n\s*if \$uuid == "" then \{[^}]*\}'
+
 
 # name: (what it changes, the edit, which wiring it applies to: "v1" = BEFORE_REV's, else the current)
 VARIANTS = {
@@ -289,21 +295,17 @@ VARIANTS = {
                    lambda c: _template_edit(c, "%msg:::json%", "%msg%"), "v1"),
     "v1-no-time": ("version 1 without the time (`%timereported:::date-rfc3339,json%`)",
                    lambda c: re.sub(r"%timereported:::[^%]*%", "", c), "v1"),
-    "no-mmsequence": ("without the mmsequence action in `qab_deliver` (no unique number: NOT for production)",
-                      lambda c: re.sub(MMSEQUENCE, "", c), None),
-    "msg-only": ("template `%msg%\\n` only (no envelope, no mmsequence: the floor of any envelope)",
-                 lambda c: _template_string(re.sub(MMSEQUENCE, "", c), r"%msg%\n"), None),
+    "v2": ("version 2 as shipped before (mmsequence's number and `$.cluster` in `$.` variables)", lambda c: c, "v2"),
+    "no-uuid-filter": ("without the uuid filter before the action (uuid made lazily by the action workers: races; NOT for production)",
+                       lambda c: re.sub(UUID_FILTER, "", c), None),
+    "msg-only": ("template `%msg%\\n` only (no envelope, no uuid: the floor of any envelope)",
+                 lambda c: _template_string(re.sub(UUID_FILTER, "", c), r"%msg%\n"), None),
     "no-cluster-queue": ("the cluster ruleset without its own queue (runs on the main queue's worker)",
                          lambda c: re.sub(r'(ruleset\(name="qab_cluster_c\d+")\s+queue\.[^{]*\{', r"\1) {", c), None),
     "no-da": ("the action queue in memory only (no `queue.filename`: not disk-assisted; NOT reliable)",
               lambda c: _queue_param(_queue_param(c, "filename", None), "saveOnShutdown", None), None),
     "queue-holds-burst": ("action queue.size 400000 / highWatermark 360000 (holds the whole burst in memory)",
                           lambda c: _queue_param(_queue_param(c, "size", "400000"), "highWatermark", "360000"), None),
-    "nojson": ("no `$.` variable: the cluster from the input's name, the unique stamp from `%uuid%` made by a filter "
-               "(`if $uuid == \"\" then stop`) before the fan-out instead of mmsequence",
-               lambda c: _template_edit(_template_edit(_template_edit(
-                   re.sub(MMSEQUENCE, '\n    if $uuid == "" then { stop }', re.sub(r'\n\s*set \$\.cluster = "[^"]*";', "", c)),
-                   "/%$.qab_seq%", ""), "%$.qab_uuid%", "%uuid%"), "%$.cluster:::escape-cc%", "%inputname%"), None),
     "batch128": ("queue.dequeueBatchSize=128 (action queue)", lambda c: _queue_param(c, "dequeueBatchSize", "128"), None),
     "batch1024": ("queue.dequeueBatchSize=1024 (action queue; the file destination ships 4096)",
                   lambda c: _queue_param(c, "dequeueBatchSize", "1024"), None),
@@ -500,7 +502,7 @@ def run(label, kind, wire, n, clusters=1, dests=1, program="qab", fsync=False, v
     kid_cpu = sum(k[0] for k in kids.values())
     kid_hwm = sum(k[1] for k in kids.values())
     res = dict(label=label, kind=kind, program=program, n=n, events=want, clusters=clusters, dests=dests,
-               fsync=fsync, variant=list(variant), wiring="v1" if variant_rev(variant) else "v2", done=t_done is not None, delivered=got, seconds=elapsed,
+               fsync=fsync, variant=list(variant), wiring=next((VARIANTS[v][2] for v in variant if VARIANTS[v][2]), "v3"), done=t_done is not None, delivered=got, seconds=elapsed,
                msgs_per_s=(n if t_done else got / max(dests, 1)) / elapsed,
                daemon_cpu_s=daemon_cpu, prog_cpu_s=kid_cpu, instances=len(kids),
                daemon_cpu_per_M=daemon_cpu / n * 1e6, prog_cpu_per_M=kid_cpu / n * 1e6,

@@ -619,6 +619,61 @@ fn upgrade_delivers_version_1_journals_and_keeps_their_ids() {
     assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
 }
 
+/// Event `n` as the version 3 template renders it (packaging/rsyslog/qumulo-audit-broker.conf):
+/// `seq` is mmsequence's number (only from a `qab_deliver` of an earlier version, empty
+/// otherwise), `cluster` the `$.cluster` a ruleset set (else empty), `input` the listener's name.
+fn envelope_v3(cluster: &str, input: &str, n: u64, seq: &str, uuid: &str) -> String {
+    format!(
+        "QAB3\t2026-12-02T06:32:40.644157+00:00/{seq}\t{uuid}\t{ENVELOPE_TIME}\t{cluster}\t{input}\t127.0.0.1\tq-node-1\t {}",
+        sender::csv_body(n)
+    )
+}
+
+/// An upgrade from version 2 loses nothing and keeps the ids: a version 2 journal left by an
+/// instance that died mid-transaction is delivered by the new version; the same messages sent
+/// again by rsyslog, now rendered by the version 3 template (with the mmsequence numbers they
+/// carry and a `%uuid%` made late), give the same events with the same ids; new messages from a
+/// cluster's own listener (no `$.cluster`) are filed under the cluster the listener names, with
+/// their uuids as ids.
+#[test]
+fn upgrade_from_version_2_keeps_the_ids_of_numbered_messages() {
+    let c = Case::new();
+    let cfg = c.file_config();
+    let mut old = c.start(&cfg);
+    assert_eq!(old.begin(), Reply::Ok);
+    let v2_open: Vec<String> = (0..3).map(|n| envelope_v2("alpha", n, "")).collect();
+    for l in &v2_open {
+        assert_eq!(old.send(l), Reply::DeferCommit);
+    }
+    old.signal(libc::SIGKILL);
+    old.wait_exit(T);
+    assert_eq!(journal_lines(&c.journal_files()[0]), v2_open, "the old instance's journal holds version 2 lines");
+
+    let mut new = c.start(&cfg);
+    wait_for(T, "the version 2 journal delivered", || (c.out_lines().len() >= 3).then_some(()), || new.diagnostics());
+    let again = (0..3).map(|n| envelope_v3("alpha", "qab-port-10514", n, &n.to_string(), &format!("{:032X}", 0xdead_0000u64 + n)));
+    let fresh = (3..5).map(|n| envelope_v3("", "qab-alpha", n, "", &uuid(n)));
+    let lines: Vec<String> = again.chain(fresh).collect();
+    commit_ok(&mut new, &lines);
+    finish(new);
+    let out = c.out_lines();
+    assert_eq!(out.len(), 8, "{out:#?}");
+    for n in 0..3 {
+        let (journaled, resent) = (&out[n], &out[3 + n]);
+        assert_eq!(journaled, resent, "event {n}: the same record, id included, before and after the upgrade");
+        let v: Value = serde_json::from_str(resent).unwrap();
+        let want = expected_value("alpha", n as u64);
+        for key in ["time", "cluster", "node", "fromhost_ip", "client_ip", "user", "operation", "file_id", "path", "action"] {
+            assert_eq!(v[key], want[key], "{key} of event {n}: {resent}");
+        }
+        let id = v["id"].as_str().unwrap();
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !id.starts_with("0000"), "event {n}: hashed from the version 2 line: {resent}");
+    }
+    assert_ne!(out[0], out[1]);
+    assert_json_records(&out[6..], "alpha", 3..5);
+    assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
+}
+
 #[test]
 fn sigterm_exits_promptly_idle_mid_transaction_and_while_retrying() {
     // Idle.

@@ -514,7 +514,7 @@ c = collections.Counter(r["hec"]["event"]["cluster"] for r in recs)
 want = {"prod": int(sys.argv[2]), "archive": int(sys.argv[3])}
 assert dict(c) == want, f"clusters {dict(c)} != {want}"
 PY
-check "e2e: both destinations carry the same event ids (envelope numbered once by mmsequence, before the queues)" python3 - "$FILE_OUT" "$W/hec-events.ndjson" <<'PY'
+check "e2e: both destinations carry the same event ids (the uuid made once, before the queues)" python3 - "$FILE_OUT" "$W/hec-events.ndjson" <<'PY'
 import json, sys
 a = sorted(json.loads(l)["id"] for l in open(sys.argv[1]))
 b = sorted(json.loads(l)["hec"]["event"]["id"] for l in open(sys.argv[2]))

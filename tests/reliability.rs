@@ -550,7 +550,7 @@ fn one_destination_down_does_not_hold_up_the_other() {
     fb.join();
     let logs = [a.output.as_path(), b.output.as_path()];
     let tally_up = wait_all(Duration::from_secs(60), 0..N, || up.accepted_records(), || context(&r, &logs, Some(&up)));
-    // No good event may be dead-lettered (a corrupted envelope would be: see SEQUENCE_ONCE).
+    // No good event may be dead-lettered (a corrupted envelope would be: see UUID_ONCE).
     let dead_up = dead_letters(&dir.join("dead-letter.ndjson"));
     assert!(dead_up.is_empty(), "{} envelopes dead-lettered, first: {}", dead_up.len(), dead_up[0]);
     let up_secs = t0.elapsed().as_secs_f64();

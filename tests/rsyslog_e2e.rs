@@ -32,8 +32,16 @@ const DELIVERY: Duration = Duration::from_secs(30);
 /// The envelope template, exactly as docs/event-schema.md shows it.
 fn envelope_template() -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/event-schema.md")).unwrap();
-    let line = doc.lines().find(|l| l.starts_with("template(name=\"qab_envelope\"")).expect("the template in the doc");
+    let line = doc.lines().find(|l| l.starts_with("template(name=\"qab_envelope_v3\"")).expect("the template in the doc");
     line.to_string()
+}
+
+/// The doc shows the template the package ships (the same words, whatever the line breaks).
+#[test]
+fn the_documented_envelope_template_is_the_shipped_one() {
+    let shipped = support::scenario::envelope_template();
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(words(&envelope_template()), words(&shipped));
 }
 
 /// The broker side of a pipeline: configs, outputs, dead-letter files and journals in a temp dir.
@@ -94,7 +102,7 @@ fn omprog_action(name: &str, cfg: &Path) -> String {
     format!(
         r#"  action(type="omprog" name="qab_{name}"
          binary="{BIN} omprog --config {cfg}"
-         template="qab_envelope" output="{{WORKDIR}}/broker-{name}.log"
+         template="qab_envelope_v3" output="{{WORKDIR}}/broker-{name}.log"
          confirmMessages="on" useTransactions="on" confirmTimeout="30000"
          signalOnClose="on" closeTimeout="5000" hup.signal="HUP"
          action.resumeRetryCount="-1" action.resumeInterval="1"
@@ -117,7 +125,7 @@ struct Pipeline {
 impl Pipeline {
     fn start(actions: &[(&str, PathBuf)]) -> Pipeline {
         let mut body = String::new();
-        body.push_str("module(load=\"omprog\")\nmodule(load=\"mmsequence\")\n");
+        body.push_str("module(load=\"omprog\")\n");
         body.push_str(&envelope_template());
         body.push('\n');
         body.push_str(
@@ -125,7 +133,7 @@ impl Pipeline {
              ruleset(name=\"cluster_alpha\") { set $.cluster = \"alpha\"; call qab_deliver }\n\
              ruleset(name=\"cluster_beta\") { set $.cluster = \"beta\"; call qab_deliver }\n\
              ruleset(name=\"qab_deliver\") {\n\
-             action(type=\"mmsequence\" mode=\"instance\" from=\"0\" to=\"2147483647\" var=\"$.qab_seq\")\n",
+             if $uuid == \"\" then { set $.qab_no_uuid = \"1\"; }\n",
         );
         for (name, cfg) in actions {
             body.push_str(&omprog_action(name, cfg));
@@ -337,7 +345,7 @@ fn b_hec_and_elasticsearch_fan_out() {
     }
     assert!(hec.requests().iter().all(|r| r.header("authorization") == Some("Splunk test-token")));
     // ES: _id is the event id, and both destinations got the same id for the same event
-    // (the envelope line, numbered once by mmsequence in qab_deliver, is the same for both).
+    // (the uuid, made once in qab_deliver before the action queues, is the same for both).
     for doc in es.es_docs() {
         let n = sender::event_number(&doc.source.to_string()).unwrap();
         let (cluster, format) = cluster_of(n, N);

@@ -106,7 +106,7 @@ fn receiver_ids(tansu: &Tansu, n: u64) -> (BTreeMap<u64, String>, BTreeMap<Strin
     let mut ids = BTreeMap::new();
     let mut partition_of = BTreeMap::new();
     for r in &recs {
-        assert!(r.value.starts_with("QAB2\t"), "the value is the envelope: {r:?}");
+        assert!(r.value.starts_with("QAB3\t"), "the value is the envelope: {r:?}");
         let k = event_number(&r.value).unwrap_or_else(|| panic!("no number: {r:?}"));
         let cluster = CLUSTERS[(k % 4) as usize];
         assert_eq!((r.key.as_deref(), r.header("cluster"), r.header("format")), (Some(cluster), Some(cluster), Some("envelope")), "{r:?}");

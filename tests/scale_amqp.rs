@@ -119,7 +119,7 @@ impl Rig {
         let mut ids = BTreeMap::new();
         let mut republished = 0;
         for m in &msgs {
-            assert!(m.body.starts_with("QAB2\t"), "the body is the envelope: {m:?}");
+            assert!(m.body.starts_with("QAB3\t"), "the body is the envelope: {m:?}");
             assert_eq!(m.body.split('\t').nth(4), Some(CLUSTER), "{m:?}");
             assert_eq!((m.delivery_mode, m.content_type.as_deref(), m.routing_key.as_str()), (Some(2), Some("text/plain"), "qumulo.cl0"), "{m:?}");
             let k = event_number(&m.body).unwrap_or_else(|| panic!("no number: {m:?}"));

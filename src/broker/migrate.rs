@@ -3,8 +3,9 @@
 //!
 //! What it reads: every active `*.conf` of the rsyslog directory; an omprog action's
 //! `binary="... omprog --config FILE"` names a destination (its name: the file's stem, as the
-//! program names it today), a ruleset that sets `$.cluster = "NAME"` and an `imtcp` input bound
-//! to that ruleset make a cluster on its port. Each destination TOML is carried over as text
+//! program names it today), an `imtcp` input and the ruleset it is bound to make a cluster on
+//! its port, named by the ruleset's `set $.cluster = "NAME"` (earlier layouts) or else by the
+//! input's `name="qab-NAME"` (the envelope's rule, `docs/event-schema.md`). Each destination TOML is carried over as text
 //! (comments kept): `[destination]` becomes `[[destination]]` with `name`, `[batch]` and the
 //! other sections become `[destination.batch]`..., so the values mean what they meant.
 //! Trade-off: a listener whose cluster comes from a lookup table or an `if` on `$fromhost-ip`
@@ -30,7 +31,7 @@ pub fn migrate(rsyslog_dir: &Path) -> Result<(String, Vec<String>), String> {
     let mut notes = Vec::new();
     let mut dest_files: Vec<PathBuf> = Vec::new();
     let mut cluster_of_ruleset: BTreeMap<String, String> = BTreeMap::new();
-    let mut inputs: Vec<(String, u16)> = Vec::new();
+    let mut inputs: Vec<(String, u16, String)> = Vec::new();
     for conf in &confs {
         let text = std::fs::read_to_string(conf).map_err(|e| format!("{}: {e}", conf.display()))?;
         if text.contains(super::render::MARKER) {
@@ -58,7 +59,7 @@ pub fn migrate(rsyslog_dir: &Path) -> Result<(String, Vec<String>), String> {
             if line.contains("type=\"imtcp\"") {
                 if let (Some(port), Some(rs)) = (value_of(line, "port="), value_of(line, "ruleset=")) {
                     if let Ok(p) = port.parse() {
-                        inputs.push((rs, p));
+                        inputs.push((rs, p, value_of(line, "name=").unwrap_or_default()));
                     }
                 }
             }
@@ -67,12 +68,12 @@ pub fn migrate(rsyslog_dir: &Path) -> Result<(String, Vec<String>), String> {
     let mut out = String::from(
         "# broker.toml written by `qumulo-audit-broker migrate` from the hand-written layout.\n# Check with `qumulo-audit-broker apply --dry-run`, then `apply --restart`.\n\n[broker]\n",
     );
-    for (rs, port) in &inputs {
-        match cluster_of_ruleset.get(rs) {
+    for (rs, port, input) in &inputs {
+        match cluster_of_ruleset.get(rs).map(String::as_str).or_else(|| input.strip_prefix("qab-")) {
             Some(name) => {
                 let _ = write!(out, "\n[[cluster]]\nname = {name:?}\nport = {port}\n");
             }
-            None => notes.push(format!("listener on port {port} (ruleset {rs:?}) sets no fixed $.cluster: add its [[cluster]] entries by hand")),
+            None => notes.push(format!("listener on port {port} (ruleset {rs:?}) sets no fixed $.cluster and is not named qab-<cluster>: add its [[cluster]] entries by hand")),
         }
     }
     for file in &dest_files {

@@ -1,17 +1,18 @@
 //! The rsyslog drop-ins `apply` writes from a [`BrokerFile`]: the same wiring as the shipped,
 //! hand-written files (`rsyslog.d/*.conf`, reasons in `docs/packaging.md`), generated.
 //!
-//! * `10-modules.conf`: omprog, mmsequence, imtcp (when a cluster listens) and impstats, each
+//! * `10-modules.conf`: omprog, imtcp (when a cluster listens) and impstats, each
 //!   only if the rest of the rsyslog configuration does not load it already ([`Rendering`]
 //!   says which it does; loading a module twice is an rsyslog error).
-//! * `20-destinations.conf`: per destination a ruleset holding one omprog action with its own
-//!   disk-assisted queue, running `omprog --config broker.toml --destination NAME`.
-//! * `30-clusters.conf`: per own-port cluster a ruleset setting `$.cluster` and its input; per
-//!   shared port one ruleset choosing `$.cluster` by `$fromhost-ip` (else "unmapped") and one
-//!   input. With `[broker.tls]` every input carries the TLS driver's parameters
+//! * `20-destinations.conf`: per destination a ruleset that makes the message's uuid (the event
+//!   id, before the message is queued) and holds one omprog action with its own disk-assisted
+//!   queue, running `omprog --config broker.toml --destination NAME` on `qab_envelope_v3`.
+//! * `30-clusters.conf`: per own-port cluster a ruleset and its input named `qab-<cluster>`,
+//!   which names the cluster in the envelope (no `$.` variable: each would cost every queued
+//!   message about 600 bytes of rsyslogd's memory); per shared port one ruleset choosing
+//!   `$.cluster` by `$fromhost-ip` (else "unmapped") and one input. With `[broker.tls]` every input carries the TLS driver's parameters
 //!   ([`super::tls::input_params`]).
-//! * `50-deliver.conf`: `qab_deliver`, numbering each message once (mmsequence) and calling
-//!   every destination.
+//! * `50-deliver.conf`: `qab_deliver`, calling every destination.
 //! * [`SNAPSHOT`]: the validated `broker.toml` itself, which the programs read (not `.conf`:
 //!   rsyslog does not load it).
 //! * `60-impstats.conf` is not a file: impstats is configured in `10-modules.conf` (it is a
@@ -109,7 +110,6 @@ fn modules(b: &BrokerFile, r: &Rendering) -> String {
         }
     };
     load("omprog", String::new(), "omprog runs the broker, one program per destination");
-    load("mmsequence", String::new(), "mmsequence numbers the messages in qab_deliver (stable event ids)");
     if !b.clusters.is_empty() {
         load("imtcp", format!(" maxSessions=\"{}\"", b.globals.max_sessions), "imtcp receives the clusters' audit logs");
     }
@@ -137,9 +137,14 @@ fn destinations(b: &BrokerFile, r: &Rendering) -> String {
             s,
             r#"# Destination "{name}" (type = {kind}, format = {format}; broker.toml line {line}).
 ruleset(name="{ruleset}") {{
+    # Make the message's uuid (the event id) before the action queues it (the shipped
+    # 20-dest-file.conf says why). Do not remove.
+    if $uuid == "" then {{
+        set $.qab_no_uuid = "1";
+    }}
     action(type="omprog" name="{action}"
         binary="{bin} omprog --config {toml} --destination {name}"
-        template="qab_envelope"
+        template="qab_envelope_v3"
         confirmMessages="on" useTransactions="on" confirmTimeout="60000" reportFailures="on"
         signalOnClose="on" closeTimeout="10000" killUnresponsive="on"
         hup.signal="HUP"
@@ -259,7 +264,8 @@ fn clusters(b: &BrokerFile) -> String {
     for (port, cs) in by_port {
         let (ruleset, input, body) = if cs.len() == 1 && cs[0].nodes.is_empty() {
             let name = cs[0].name.get_ref();
-            (format!("qab_cluster_{}", name.replace('-', "_")), format!("qab-{name}"), format!("    set $.cluster = \"{name}\";\n"))
+            // The input's name names the cluster (the envelope's `input` field).
+            (format!("qab_cluster_{}", name.replace('-', "_")), format!("qab-{name}"), String::new())
         } else {
             let mut body = String::new();
             for (i, c) in cs.iter().enumerate() {
@@ -282,7 +288,7 @@ fn clusters(b: &BrokerFile) -> String {
 
 fn deliver(b: &BrokerFile) -> String {
     let mut s = String::from(
-        "ruleset(name=\"qab_deliver\") {\n    # Number the message once, before it enters the destinations' queues: the event id is hashed\n    # from it (see the shipped 50-deliver.conf). Do not remove.\n    action(type=\"mmsequence\" mode=\"instance\" from=\"0\" to=\"2147483647\" var=\"$.qab_seq\")\n",
+        "ruleset(name=\"qab_deliver\") {\n    # Each destination's ruleset makes the message's uuid (the event id) before its action queues it.\n",
     );
     for d in &b.destinations {
         let _ = writeln!(s, "    call {}", ruleset_of(&d.name));

@@ -154,7 +154,7 @@ fn renders_the_shipped_wiring() {
     let files = render(&b, &r);
     let all: String = files.values().cloned().collect();
     let modules = modules_loaded_by(&all);
-    assert_eq!(modules, ["impstats", "mmsequence", "omprog"].map(String::from).into(), "imtcp is loaded elsewhere");
+    assert_eq!(modules, ["impstats", "omprog"].map(String::from).into(), "imtcp is loaded elsewhere");
     let dests = &files["20-destinations.conf"];
     assert!(dests.contains("binary=\"/usr/libexec/rsyslog/qumulo-audit-broker omprog --config /etc/qab/rsyslog.d/applied-broker.toml --destination splunk-hec\""));
     assert_eq!(dests.matches("action(type=\"omprog\"").count(), 2);
@@ -178,12 +178,15 @@ fn renders_the_shipped_wiring() {
     assert_eq!(super::render::second_worker_threshold(34321), 3430);
     let clusters = &files["30-clusters.conf"];
     assert_eq!(clusters.matches("input(type=\"imtcp\"").count(), 2, "one own port, one shared port:\n{clusters}");
-    assert!(clusters.contains("set $.cluster = \"prod\""));
+    // The own port's input names its cluster; only the shared port's ruleset sets $.cluster.
+    assert!(clusters.contains("input(type=\"imtcp\" name=\"qab-prod\"") && !clusters.contains("set $.cluster = \"prod\""), "{clusters}");
     assert!(clusters.contains("$fromhost-ip == \"192.0.2.11\" or $fromhost-ip == \"192.0.2.12\""));
     assert!(clusters.contains("set $.cluster = \"unmapped\""));
     let deliver = &files["50-deliver.conf"];
     assert!(deliver.contains("call qab_dest_file\n    call qab_dest_splunk_hec\n"));
-    assert!(deliver.contains("mmsequence"));
+    assert!(!deliver.contains("mmsequence") && !deliver.contains("$."), "no $. variable: {deliver}");
+    assert_eq!(dests.matches("if $uuid == \"\" then {").count(), 2, "each destination makes the uuid before its queue");
+    assert_eq!(dests.matches("template=\"qab_envelope_v3\"").count(), 2);
     assert_eq!(files[super::render::SNAPSHOT], GOOD, "the programs read the applied copy");
     assert_eq!(render(&b, &r), files, "rendering is deterministic");
 }
@@ -222,11 +225,17 @@ fn migrate_translates_the_hand_written_layout() {
     ] {
         std::fs::write(etc.join(to), relocate(std::fs::read_to_string(top.join(from)).unwrap())).unwrap();
     }
+    // An earlier layout's cluster: its ruleset sets $.cluster (which wins over the input's name).
+    std::fs::write(
+        rs.join("32-earlier.conf"),
+        "ruleset(name=\"qab_cluster_old\") {\n    set $.cluster = \"old\";\n    call qab_deliver\n}\ninput(type=\"imtcp\" name=\"qab-other\" port=\"10516\" ruleset=\"qab_cluster_old\")\n",
+    )
+    .unwrap();
     let (text, notes) = super::migrate::migrate(&rs).unwrap();
     assert!(notes.is_empty(), "{notes:?}");
     let b = BrokerFile::parse(&text, Path::new("broker.toml")).unwrap();
     let clusters: Vec<(String, u16)> = b.clusters.iter().map(|c| (c.name.get_ref().clone(), *c.port.get_ref())).collect();
-    assert_eq!(clusters, [("prod".to_string(), 10514), ("archive".to_string(), 10515)]);
+    assert_eq!(clusters, [("prod".to_string(), 10514), ("archive".to_string(), 10515), ("old".to_string(), 10516)], "named by the input (shipped), by $.cluster (earlier)");
     for name in ["file", "splunk-hec"] {
         let old = crate::config::Config::load(&etc.join(format!("{name}.toml"))).unwrap();
         let new = &b.destination(name).unwrap().config;

@@ -1,9 +1,15 @@
-//! Our rsyslog envelope (`docs/event-schema.md`, "The envelope"), in its two versions:
+//! Our rsyslog envelope (`docs/event-schema.md`, "The envelope"), in its three versions:
 //!
-//! * version 2 (shipped): `QAB2` and seven tab-separated fields, the message last and raw
-//!   ([`Parser::parse_envelope_v2`]). rsyslog renders it without JSON escaping and without
-//!   `%uuid%` (whose libuuid call costs about 17 system calls per message), and we read it with
-//!   a split on tabs;
+//! * version 3 (shipped): `QAB3` and eight tab-separated fields, the message last and raw
+//!   ([`Parser::parse_envelope_v3`]). The wiring sets no `$.` variable on the way: each variable
+//!   makes rsyslog give the message a JSON object with a 16-slot hash table, and the two of
+//!   version 2 doubled what a queued message costs (1,817 bytes instead of 950: BENCHMARKS.md).
+//!   The unique stamp is rsyslog's `%uuid%`, made once by a filter in `qab_deliver` before the
+//!   fan-out and kept with the message (also on disk); the cluster is the input's name
+//!   (`qab-<cluster>`) unless a ruleset set `$.cluster` (shared ports);
+//! * version 2: `QAB2` and seven fields, numbered by mmsequence in a `$.` variable. Still read,
+//!   and so is version 3 from a configuration that still numbers with mmsequence (a hand-edited
+//!   `50-deliver.conf` kept on upgrade): such a line gets the id its version 2 line had;
 //! * version 1: one JSON object per message with the cluster, sender, time, rsyslog's `%uuid%`
 //!   and the message. Still read, so that lines written by an older template (journals of dead
 //!   instances, messages in rsyslog's queues during an upgrade) are delivered, with the same ids.
@@ -19,6 +25,89 @@ use crate::time::parse_rfc3339_prefix;
 
 /// What opens a version 2 envelope line.
 pub(super) const V2_PREFIX: &str = "QAB2\t";
+/// What opens a version 3 envelope line.
+pub(super) const V3_PREFIX: &str = "QAB3\t";
+
+/// The first `N` tab-separated fields of `rest`, the last one taking the rest of the line (the
+/// message, raw). Fields missing at the end are empty: the line's trailing blanks were trimmed,
+/// and an empty message or host name takes its tab with it.
+fn split_fields<const N: usize>(rest: &str) -> [&str; N] {
+    let mut f = [""; N];
+    let mut start = 0;
+    for (i, slot) in f.iter_mut().enumerate() {
+        if start > rest.len() {
+            break; // the missing trailing fields stay empty
+        }
+        // Cut at ASCII tabs: char boundaries. The message takes the rest of the line.
+        let end = if i + 1 == N { rest.len() } else { memchr::memchr(b'\t', &rest.as_bytes()[start..]).map_or(rest.len(), |p| start + p) };
+        *slot = &rest[start..end];
+        start = end + 1;
+    }
+    f
+}
+
+/// `gen` is rsyslog's `timegenerated`, `/` and mmsequence's number when the configuration
+/// numbers messages (version 2's `qab_deliver`); `true` when it carries that number.
+fn gen_is_numbered(gen: &str) -> bool {
+    gen.rsplit_once('/').is_some_and(|(_, seq)| !seq.is_empty())
+}
+
+fn check_gen(gen: &str) -> Result<(), ParseError> {
+    if gen.len() > 128 || !gen.bytes().all(|b| b.is_ascii_graphic()) {
+        return err(format!("envelope gen {} is not up to 128 printable ASCII characters", fields::shown(gen)));
+    }
+    Ok(())
+}
+
+/// A version 2 line that carries neither mmsequence's number in `gen` nor a uuid: its id is the
+/// hash of a line that identical messages received together share. Such lines come from a
+/// destination file of an earlier version (`template="qab_envelope"`) whose `qab_deliver` no
+/// longer numbers messages (a mix an upgrade can leave; the program warns).
+pub fn v2_line_is_unstamped(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(V2_PREFIX.as_bytes()) else { return false };
+    let mut f = rest.splitn(3, |&b| b == b'\t');
+    let (gen, uuid) = (f.next().unwrap_or_default(), f.next().unwrap_or_default());
+    let numbered = std::str::from_utf8(gen).is_ok_and(gen_is_numbered);
+    !numbered && uuid.is_empty()
+}
+
+/// The cluster a version 3 envelope names: `$.cluster` when a ruleset set it (a shared port
+/// chooses by the sender's address), else the input's name without `qab-` (each cluster's own
+/// listener is named `qab-<cluster>`), else none.
+fn cluster_of<'a>(cluster: &'a str, input: &'a str) -> &'a str {
+    if !cluster.is_empty() {
+        cluster
+    } else {
+        input.strip_prefix("qab-").unwrap_or("")
+    }
+}
+
+/// The version 2 line that a configuration numbering with mmsequence rendered for the message
+/// whose version 3 line is `line` (`QAB2`, `gen`, an empty `uuid`, `time`, `cluster` and the
+/// rest from `fromhost_ip` on, byte for byte), into `out`; `false` if `line` is not one.
+/// Hashing it gives such a message the id its version 2 line had: a message numbered before an
+/// upgrade, journaled by an old instance and sent again afterwards is one event, not two.
+pub(super) fn v2_line_of_v3(line: &[u8], out: &mut Vec<u8>) -> bool {
+    let Some(at) = memchr::memmem::find(line, V3_PREFIX.as_bytes()) else { return false };
+    let rest = &line[at + V3_PREFIX.len()..];
+    let mut f: [&[u8]; 5] = [b""; 5];
+    let mut start = 0;
+    for slot in f.iter_mut() {
+        let Some(p) = memchr::memchr(b'\t', &rest[start..]) else { return false };
+        *slot = &rest[start..start + p];
+        start += p + 1;
+    }
+    let [gen, _uuid, time, cluster, _input] = f;
+    out.clear();
+    out.extend_from_slice(&line[..at]);
+    out.extend_from_slice(V2_PREFIX.as_bytes());
+    for part in [gen, b"", time, cluster] {
+        out.extend_from_slice(part);
+        out.push(b'\t');
+    }
+    out.extend_from_slice(&rest[start..]);
+    true
+}
 
 impl Parser {
     /// A version 2 envelope: `QAB2`, then `gen`, `uuid`, `time`, `cluster`, `fromhost_ip`,
@@ -35,31 +124,35 @@ impl Parser {
         meta: &mut LineMeta<'_>,
         depth: u8,
     ) -> Result<Parsed, ParseError> {
-        // Fields missing at the end are empty: the line's trailing blanks were trimmed, and an
-        // empty message or host name takes its tab with it.
-        let rest = &s[V2_PREFIX.len()..];
-        let mut f = [""; 7];
-        let mut start = 0;
-        for (i, slot) in f.iter_mut().enumerate() {
-            if start > rest.len() {
-                break; // the missing trailing fields stay empty
-            }
-            // Cut at ASCII tabs: char boundaries. The message takes the rest of the line.
-            let end = match i {
-                6 => rest.len(),
-                _ => memchr::memchr(b'\t', &rest.as_bytes()[start..]).map_or(rest.len(), |p| start + p),
-            };
-            *slot = &rest[start..end];
-            start = end + 1;
-        }
-        let [gen, uuid, time, cluster, fromhost, hostname, msg] = f;
-        if gen.len() > 128 || !gen.bytes().all(|b| b.is_ascii_graphic()) {
-            return err(format!("envelope gen {} is not up to 128 printable ASCII characters", fields::shown(gen)));
-        }
+        let [gen, uuid, time, cluster, fromhost, hostname, msg] = split_fields::<7>(&s[V2_PREFIX.len()..]);
+        check_gen(gen)?;
         ev.cluster.push_str(cluster);
         ev.fromhost_ip.push_str(fromhost);
         ev.node.push_str(hostname);
         self.finish_envelope(ev, meta, Some(time), Some(uuid), msg, depth)
+    }
+
+    /// A version 3 envelope: `QAB3`, then `gen`, `uuid`, `time`, `cluster`, `input`,
+    /// `fromhost_ip`, `hostname` and `msg`, separated by one tab each; `msg` is the rest of the
+    /// line, raw. `uuid` (rsyslog's `%uuid%`, made before the fan-out) is the id, unless `gen`
+    /// carries mmsequence's number: then the configuration is version 2's (`%uuid%` was made
+    /// late, by each action, and is not stable) and the id is that of the version 2 line
+    /// ([`v2_line_of_v3`]). The cluster is [`cluster_of`] `cluster` and `input`.
+    pub(super) fn parse_envelope_v3(
+        &mut self,
+        s: &str,
+        ev: &mut Event,
+        meta: &mut LineMeta<'_>,
+        depth: u8,
+    ) -> Result<Parsed, ParseError> {
+        let [gen, uuid, time, cluster, input, fromhost, hostname, msg] = split_fields::<8>(&s[V3_PREFIX.len()..]);
+        check_gen(gen)?;
+        let numbered = gen_is_numbered(gen);
+        ev.cluster.push_str(cluster_of(cluster, input));
+        ev.fromhost_ip.push_str(fromhost);
+        ev.node.push_str(hostname);
+        meta.v2_id = numbered;
+        self.finish_envelope(ev, meta, Some(time), (!numbered).then_some(uuid), msg, depth)
     }
 
     /// The envelope's fields are in `ev` (cluster, node, fromhost_ip); `time`, `uuid` and `msg`
@@ -121,7 +214,7 @@ impl Parser {
         }
         ev.clear();
         let result = {
-            let mut inner = LineMeta { time: meta.time, hostname: "", uuid: None };
+            let mut inner = LineMeta { time: meta.time, ..Default::default() };
             let r = self.parse_shape(body, ev, &mut inner, depth + 1);
             if meta.time.is_none() {
                 meta.time = inner.time;
@@ -340,6 +433,93 @@ mod tests {
                 e1.id.clear();
                 assert_eq!(e1, e3);
                 assert_eq!(e3, e4);
+            }
+        }
+    }
+
+    /// Version 3 (shipped): the id is rsyslog's `%uuid%` and the event is the one version 2 gave
+    /// with that uuid; the cluster is `$.cluster` when a ruleset set it, else the input's name
+    /// without `qab-`, else none. A line numbered by mmsequence (version 2's `qab_deliver`, kept
+    /// on upgrade) gets exactly the id and event of its version 2 line, whatever `%uuid%` an
+    /// action made for it late.
+    #[test]
+    fn envelope_v3_reads_as_v2() {
+        let now = parse_rfc3339_prefix(b"2026-03-01T00:00:00Z").unwrap().0;
+        let mut p = Parser::new(ParserOptions::default());
+        p.set_now(now);
+        let bodies = [
+            r#" 10.20.0.1,"AD\bob",smb2,fs_list_directory,ok,100000,"/hr/a, b/""q""/dir-0/","""#,
+            r#" 10.20.0.3,"svc",smb2,smb_login,ok,,"","""#,
+            r#" {"user_id": {"sid": "S-1-5", "auth_id": "1201", "name": "CORP\\carol"}, "user_ip": "10.21.0.2", "protocol": "smb2", "operation": "fs_read_data", "status": "ok", "details": {"file_id": "1", "path": "/p", "size": 7}}"#,
+            "Jun  6 14:52:28 q-1 qumulo 1.2.3.4,u,api,fs_open,ok,1,/p#011tab,",
+            "\u{feff}10.0.0.9,u,api,fs_open,ok,1,/p,  ",
+        ];
+        let event = |p: &mut Parser, line: &str| {
+            let mut ev = Event::default();
+            assert_eq!(p.parse(line.as_bytes(), &mut ev), Ok(Parsed::Event), "{line:?}");
+            ev
+        };
+        for (k, body) in bodies.iter().enumerate() {
+            for (cluster, host, time) in [("prod", "q-prod-1", "2026-06-06T14:52:28+00:00"), ("c 2", "", ""), ("x", "q-2", "2024-01-02T03:04:05.123456Z")] {
+                let uuid = format!("{k:032X}");
+                let v2 = |gen: &str, uuid: &str| format!("QAB2\t{gen}\t{uuid}\t{time}\t{cluster}\t10.0.0.1\t{host}\t{body}");
+                let v3 = |gen: &str, uuid: &str, cl: &str, input: &str| format!("QAB3\t{gen}\t{uuid}\t{time}\t{cl}\t{input}\t10.0.0.1\t{host}\t{body}");
+                let want = event(&mut p, &v2("2026-12-02T06:32:40.644157+00:00/7", &uuid));
+                assert_eq!(want.id, uuid);
+                let gen = "2026-12-02T06:32:40.644157+00:00/";
+                // The cluster's own listener names it; a ruleset's $.cluster wins over any name.
+                assert_eq!(event(&mut p, &v3(gen, &uuid, "", &format!("qab-{cluster}"))), want, "{body}");
+                assert_eq!(event(&mut p, &v3(gen, &uuid, cluster, "qab-port-514")), want, "{body}");
+                // Numbered by mmsequence: the version 2 line's id, not the late uuid.
+                let numbered = "2026-12-02T06:32:40.644157+00:00/8";
+                let old = event(&mut p, &v2(numbered, ""));
+                assert_eq!(old.id, crate::input::line_hash(cluster, v2(numbered, "").as_bytes()));
+                for late in ["0123456789ABCDEF0123456789ABCDEF", "FEDCBA9876543210FEDCBA9876543210", ""] {
+                    assert_eq!(event(&mut p, &v3(numbered, late, cluster, "qab-port-514")), old, "{body}");
+                }
+                assert_ne!(event(&mut p, &v3("2026-12-02T06:32:40.644157+00:00/9", &uuid, cluster, "qab-x")).id, old.id, "another number, another id");
+            }
+        }
+        // No $.cluster and an input not named qab-...: no cluster (as version 2 without $.cluster).
+        let line = format!("QAB3\tg/\t{}\t\t\timtcp\t10.0.0.1\th\t{}", "A".repeat(32), bodies[0]);
+        assert_eq!(event(&mut p, &line).cluster, "");
+        // The version 2 line of a version 3 one, byte for byte (a BOM before it, trailing blanks).
+        let mut out = Vec::new();
+        assert!(v2_line_of_v3("\u{feff}QAB3\tg/1\tU\tt\tc\tqab-c\tip\th\tm \t ".as_bytes(), &mut out));
+        assert_eq!(out, "\u{feff}QAB2\tg/1\t\tt\tc\tip\th\tm \t ".as_bytes());
+        assert!(!v2_line_of_v3(b"QAB3\tg/1\tU\tt\tc", &mut out), "too few fields: the line itself is hashed");
+    }
+
+    #[test]
+    fn unstamped_version_2_lines_are_recognised() {
+        assert!(v2_line_is_unstamped(b"QAB2\t2026-12-02T06:32:40.644157+00:00/\t\tt\tc\tip\th\tm"));
+        assert!(v2_line_is_unstamped(b"QAB2\tg\t\tt"));
+        assert!(!v2_line_is_unstamped(b"QAB2\t2026-12-02T06:32:40.644157+00:00/7\t\tt\tc\tip\th\tm"), "numbered");
+        assert!(!v2_line_is_unstamped(b"QAB2\tg/\tABCDEF\tt\tc\tip\th\tm"), "a version 1 uuid");
+        assert!(!v2_line_is_unstamped(b"QAB3\tg/\t\tt\tc\tqab-c\tip\th\tm"), "version 3");
+    }
+
+    /// Version 3 keeps version 2's rules; its uuid is checked unless the line is numbered.
+    #[test]
+    fn envelope_v3_rules() {
+        let mut p = Parser::new(ParserOptions::default());
+        let body = r#" 10.20.0.1,"AD\bob",smb2,fs_read_data,ok,1,"/p","""#;
+        let line = |gen: &str, uuid: &str, time: &str, msg: &str| format!("QAB3\t{gen}\t{uuid}\t{time}\tc\tqab-c\t10.0.0.1\th\t{msg}");
+        let t = "2026-06-06T14:52:28Z";
+        for (l, want) in [
+            (line("g/", "x y", t, body), Some("envelope uuid")),
+            (line("g/1", "x y", t, body), None),
+            (line("g /", "", t, body), Some("envelope gen")),
+            (line("g/", "", "yesterday", body), Some("envelope time")),
+            (line("g/", "", t, "a\nb"), Some("envelope message holds a line break")),
+            (line("g/", "", t, " "), Some("envelope message is empty")),
+            ("QAB3\tg/\tU\t\tc".to_string(), Some("envelope message is empty")),
+        ] {
+            let mut ev = Event::default();
+            match (p.parse(l.as_bytes(), &mut ev), want) {
+                (Err(e), Some(w)) => assert!(e.reason.contains(w), "{l:?}: {}", e.reason),
+                (Ok(Parsed::Event), None) => {}
+                (r, w) => panic!("{l:?}: {r:?}, wanted {w:?}"),
             }
         }
     }

@@ -22,6 +22,7 @@ mod scan;
 pub mod syslog;
 
 pub use cloudwatch::MAX_EPOCH_MILLIS;
+pub use envelope::v2_line_is_unstamped;
 pub use id::line_hash;
 
 use std::fmt;
@@ -116,6 +117,8 @@ pub struct Parser {
     /// Reused buffer for the id hash input (cluster, NUL, line): one-shot xxh3 over a
     /// contiguous buffer is much cheaper than the streaming hasher for lines this short.
     hash_input: Vec<u8>,
+    /// Reused buffer for the version 2 line of a numbered version 3 line (its id).
+    v2_line: Vec<u8>,
 }
 
 impl Parser {
@@ -135,6 +138,7 @@ impl Parser {
             env_time_last: (String::new(), Timestamp { secs: 0, nanos: 0, frac_digits: 0 }),
             envelope_fast_path: true,
             hash_input: Vec::with_capacity(1024),
+            v2_line: Vec::new(),
         }
     }
 
@@ -200,6 +204,12 @@ impl Parser {
                 ev.id.push_str(&uuid);
                 self.env_uuid = uuid;
             }
+            _ if meta.v2_id => {
+                let mut v2 = std::mem::take(&mut self.v2_line);
+                let line = if envelope::v2_line_of_v3(line, &mut v2) { &v2[..] } else { line };
+                id::push_hash_id(&mut ev.id, &mut self.hash_input, &ev.cluster, line);
+                self.v2_line = v2;
+            }
             _ => id::push_hash_id(&mut ev.id, &mut self.hash_input, &ev.cluster, line),
         }
         fields::check(ev).map_err(|reason| ParseError { reason })?;
@@ -233,6 +243,7 @@ impl Parser {
                 }
                 self.parse_json(s, ev, meta, depth)
             }
+            b'Q' if s.starts_with(envelope::V3_PREFIX) => self.parse_envelope_v3(s, ev, meta, depth),
             b'Q' if s.starts_with(envelope::V2_PREFIX) => self.parse_envelope_v2(s, ev, meta, depth),
             b'|' => self.parse_cloudwatch_row(s, ev, meta, depth),
             b'-' if s.bytes().all(|b| b == b'-') => Ok(Parsed::Skip),
@@ -325,6 +336,8 @@ struct LineMeta<'a> {
     time: Option<Timestamp>,
     hostname: &'a str,
     uuid: Option<String>,
+    /// A version 3 line numbered by mmsequence: its id is that of its version 2 line.
+    v2_id: bool,
 }
 
 /// `q-varonis-1` -> `q-varonis`: the part before the last `-` when what follows is a number.

@@ -48,6 +48,8 @@ pub(crate) struct Renderer {
     encoder: Encoder,
     event: Event,
     rendered: Vec<u8>,
+    /// The first version 2 line without a unique stamp was warned about ([`UNSTAMPED`]).
+    warned_unstamped: bool,
 }
 
 impl Renderer {
@@ -60,6 +62,7 @@ impl Renderer {
             encoder,
             event: Event::default(),
             rendered: Vec::with_capacity(4096),
+            warned_unstamped: false,
         }
     }
 
@@ -69,6 +72,10 @@ impl Renderer {
         match self.parser.parse(line, &mut self.event) {
             Ok(Parsed::Event) => {
                 stats.events.fetch_add(1, Ordering::Relaxed);
+                if !self.warned_unstamped && crate::input::v2_line_is_unstamped(line) {
+                    self.warned_unstamped = true;
+                    log::warn!("{UNSTAMPED}");
+                }
                 if !self.filter.passes(&self.event) {
                     stats.filtered.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -95,13 +102,17 @@ impl Renderer {
     }
 }
 
-/// Why a pass-through destination refuses a line that parsed but is not an envelope.
-const NOT_AN_ENVELOPE: &str = "pass_through forwards only envelope lines (rsyslog's qab_envelope template: QAB2 or version 1); this line is a bare body: give the receiver's omprog action template=\"qab_envelope\"";
+/// Said once per instance on the first version 2 envelope line without a unique stamp.
+const UNSTAMPED: &str = "envelope version 2 without mmsequence's number or a uuid: identical audit lines received together get one event id (a destination that de-duplicates by id keeps one of them). This destination's file is of an earlier version (template=\"qab_envelope\") and qab_deliver no longer numbers messages: give its action template=\"qab_envelope_v3\" and the uuid filter before it, as the shipped 20-dest-file.conf (docs/packaging.md, Upgrading)";
 
-/// An envelope as rsyslog renders it: version 2 (`QAB2` and a tab) or version 1 (the JSON object
-/// the old template wrote, `{"v":1,` first; its journals are still forwarded after an upgrade).
+/// Why a pass-through destination refuses a line that parsed but is not an envelope.
+const NOT_AN_ENVELOPE: &str = "pass_through forwards only envelope lines (rsyslog's qab_envelope_v3 template: QAB3, or versions 2 and 1); this line is a bare body: give the receiver's omprog action template=\"qab_envelope_v3\"";
+
+/// An envelope as rsyslog renders it: version 3 or 2 (`QAB3` / `QAB2` and a tab) or version 1
+/// (the JSON object the old template wrote, `{"v":1,` first; its journals are still forwarded
+/// after an upgrade).
 fn is_envelope(line: &[u8]) -> bool {
-    line.starts_with(b"QAB2\t") || line.starts_with(b"{\"v\":1,")
+    line.starts_with(b"QAB3\t") || line.starts_with(b"QAB2\t") || line.starts_with(b"{\"v\":1,")
 }
 
 pub(super) fn parse_stage(work_rx: Receiver<Work>, batch_tx: Sender<Batch>, pool_rx: Receiver<Batch>, encoder: Encoder, shared: Arc<Shared>) {

@@ -20,18 +20,23 @@ use super::sender::Tally;
 /// Our binary, as cargo built it for this test run.
 pub const BROKER: &str = env!("CARGO_BIN_EXE_qumulo-audit-broker");
 
-/// The envelope template of docs/event-schema.md (version 2: tab-separated, the message raw; the
-/// event id is hashed from the line, which `gen` makes unique per received message).
-pub const ENVELOPE_TEMPLATE: &str = r#"template(name="qab_envelope" type="string" string="QAB2\t%timegenerated:::date-rfc3339%/%$.qab_seq%\t%$.qab_uuid%\t%timereported:::date-rfc3339%\t%$.cluster:::escape-cc%\t%fromhost-ip%\t%hostname:::escape-cc%\t%msg:::escape-cc%\n")"#;
+/// The envelope template as the package ships it (packaging/rsyslog/qumulo-audit-broker.conf:
+/// `qab_envelope_v3`, version 3: tab-separated, the message raw, the event id from `%uuid%`).
+pub fn envelope_template() -> String {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/rsyslog/qumulo-audit-broker.conf")).unwrap();
+    let start = shipped.find("template(name=\"qab_envelope_v3\"").expect("the shipped template");
+    let end = start + shipped[start..].find(")\n").expect("its end") + 1;
+    shipped[start..end].to_string()
+}
 
-/// The first statement of `qab_deliver` (rsyslog.d/50-deliver.conf): numbers the message here,
-/// once, before it is handed to the actions' queues, so that every destination and every retry
-/// renders the same envelope line and so the same event id. (It replaces version 1's
-/// `set $.qab_uuid = $uuid;`, which fixed rsyslog's lazily generated `%uuid%` for the same
-/// reason: two action workers rendering one message at once could read an unfilled uuid buffer,
-/// 4 to 5 % garbage in a measurement with two omfile actions and 200,000 messages.)
-pub const SEQUENCE_ONCE: &str =
-    "  action(type=\"mmsequence\" mode=\"instance\" from=\"0\" to=\"2147483647\" var=\"$.qab_seq\") # numbered once, before the action queues\n";
+/// The first statement of `qab_deliver` here: makes the message's uuid (the event id) once, in
+/// the thread that hands it to the actions' queues, so that every destination and every retry
+/// renders the same envelope line and so the same event id. The shipped files make it at the
+/// top of each destination's ruleset, which runs in that same thread (rsyslog.d/20-dest-file.conf).
+/// Made lazily by the action workers instead, two workers rendering one message at once could
+/// read a half-written uuid buffer (rsyslog 8.2302): 4 to 5 % garbage in a measurement with two
+/// omfile actions and 200,000 messages.
+pub const UUID_ONCE: &str = "  if $uuid == \"\" then { set $.qab_no_uuid = \"1\"; } # made once, before the action queues\n";
 
 /// One omprog action as the README ships it (transactions, confirmations, endless retries, its
 /// own disk-assisted LinkedList queue with two workers), with the knobs the scenarios turn.
@@ -96,7 +101,7 @@ impl Action {
         format!(
             r#"action(type="omprog" name="{name}"
        binary="{bin} omprog --config {config}"
-       template="qab_envelope" output="{output}"
+       template="qab_envelope_v3" output="{output}"
        confirmMessages="on" useTransactions="on" confirmTimeout="{ct}"
        signalOnClose="on" closeTimeout="10000" hup.signal="HUP"
        action.resumeRetryCount="-1" action.resumeInterval="{ri}"
@@ -123,14 +128,14 @@ impl Action {
 /// `qab_deliver` holding `actions`. `extra` is appended (e.g. [`impstats`], more inputs).
 pub fn rsyslog_body(clusters: &[(&str, &str)], actions: &[Action], extra: &str) -> String {
     let mut b = String::new();
-    b.push_str("module(load=\"omprog\")\nmodule(load=\"mmsequence\")\n");
-    b.push_str(ENVELOPE_TEMPLATE);
+    b.push_str("module(load=\"omprog\")\n");
+    b.push_str(&envelope_template());
     b.push('\n');
     for (ruleset, cluster) in clusters {
         b.push_str(&format!("ruleset(name=\"{ruleset}\") {{ set $.cluster = \"{cluster}\"; call qab_deliver }}\n"));
     }
     b.push_str("ruleset(name=\"qab_deliver\") {\n");
-    b.push_str(SEQUENCE_ONCE);
+    b.push_str(UUID_ONCE);
     for a in actions {
         b.push_str("  ");
         b.push_str(&a.render());
