@@ -138,8 +138,8 @@ pub struct User {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Event {
     /// Stable event id (see `docs/event-schema.md`): the envelope's `uuid` when there is one
-    /// (version 1, rsyslog's `%uuid%`), otherwise a hash of the cluster name and the input line
-    /// (a version 2 envelope line is unique per received message).
+    /// (versions 3 and 1, rsyslog's `%uuid%`), otherwise a hash of the cluster name and the input
+    /// line (a version 2 envelope line is unique per received message).
     pub id: String,
     /// When the operation happened, if the line carried a time.
     pub time: Option<Timestamp>,

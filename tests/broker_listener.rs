@@ -37,8 +37,8 @@ fn shipped_drop_ins_and_examples_start_without_a_warning() {
         if let Some(conf) = name.strip_suffix(".example") {
             let text = std::fs::read_to_string(e.path()).unwrap();
             let text = text.replace("port=\"10514\"", &format!("port=\"{prod}\"")).replace("port=\"10515\"", &format!("port=\"{archive}\"")).replace(
-                "input(type=\"imtcp\" name=\"qab-shared\" port=\"514\"",
-                &format!("input(type=\"imtcp\" name=\"qab-shared\" port=\"{shared}\""),
+                "input(type=\"imtcp\" name=\"shared-port-514\" port=\"514\"",
+                &format!("input(type=\"imtcp\" name=\"shared-port-514\" port=\"{shared}\""),
             );
             std::fs::write(dir.join(conf), text).unwrap();
         }

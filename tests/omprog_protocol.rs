@@ -651,7 +651,7 @@ fn upgrade_from_version_2_keeps_the_ids_of_numbered_messages() {
 
     let mut new = c.start(&cfg);
     wait_for(T, "the version 2 journal delivered", || (c.out_lines().len() >= 3).then_some(()), || new.diagnostics());
-    let again = (0..3).map(|n| envelope_v3("alpha", "qab-port-10514", n, &n.to_string(), &format!("{:032X}", 0xdead_0000u64 + n)));
+    let again = (0..3).map(|n| envelope_v3("alpha", "shared-port-10514", n, &n.to_string(), &format!("{:032X}", 0xdead_0000u64 + n)));
     let fresh = (3..5).map(|n| envelope_v3("", "qab-alpha", n, "", &uuid(n)));
     let lines: Vec<String> = again.chain(fresh).collect();
     commit_ok(&mut new, &lines);
@@ -672,6 +672,24 @@ fn upgrade_from_version_2_keeps_the_ids_of_numbered_messages() {
     assert_ne!(out[0], out[1]);
     assert_json_records(&out[6..], "alpha", 3..5);
     assert!(c.journal_files().is_empty(), "{:?}", c.journal_files());
+}
+
+/// A version 2 line that lacks its unique stamp (a destination file of version 2 beside a
+/// `qab_deliver` that no longer numbers) or its cluster (beside cluster rulesets that no longer
+/// set `$.cluster`) is still delivered, and the instance says so once per kind, naming the fix.
+#[test]
+fn version_2_lines_from_a_mixed_upgrade_are_warned_about_once() {
+    let c = Case::new();
+    let mut d = c.start(&c.file_config());
+    let unstamped = |n: u64| format!("QAB2\t2026-12-02T06:32:40.644157+00:00/\t\t{ENVELOPE_TIME}\talpha\t127.0.0.1\tq-node-1\t {}", sender::csv_body(n));
+    let no_cluster = |n: u64| envelope_v2("", n, "");
+    let lines = vec![unstamped(0), unstamped(1), no_cluster(2), no_cluster(3), envelope_v2("alpha", 4, "")];
+    commit_ok(&mut d, &lines);
+    let stderr = finish(d);
+    assert_eq!(c.out_lines().len(), 5, "all delivered");
+    assert_eq!(stderr.matches("envelope version 2 without mmsequence's number or a uuid").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("envelope version 2 without a cluster").count(), 1, "{stderr}");
+    assert!(stderr.contains("qab_envelope_v3"), "names the fix: {stderr}");
 }
 
 #[test]

@@ -114,8 +114,9 @@ fn omprog_action(name: &str, cfg: &Path) -> String {
     )
 }
 
-/// rsyslogd with imtcp per cluster (`alpha` on the generated input, `beta` on a second one),
-/// each ruleset setting `$.cluster` and calling `qab_deliver`, which holds `actions`.
+/// rsyslogd wired as the shipped files: imtcp per cluster, named `qab-<cluster>` (which names
+/// the cluster; `alpha` on the generated input, `beta` on a second one), each cluster's ruleset
+/// calling `qab_deliver`, which calls one ruleset per action: the uuid filter, then the action.
 struct Pipeline {
     rsyslogd: Rsyslogd,
     beta_port: u16,
@@ -129,17 +130,21 @@ impl Pipeline {
         body.push_str(&envelope_template());
         body.push('\n');
         body.push_str(
-            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{WORKDIR}/beta.port\" ruleset=\"cluster_beta\")\n\
-             ruleset(name=\"cluster_alpha\") { set $.cluster = \"alpha\"; call qab_deliver }\n\
-             ruleset(name=\"cluster_beta\") { set $.cluster = \"beta\"; call qab_deliver }\n\
-             ruleset(name=\"qab_deliver\") {\n\
-             if $uuid == \"\" then { set $.qab_no_uuid = \"1\"; }\n",
+            "input(type=\"imtcp\" name=\"qab-beta\" address=\"127.0.0.1\" port=\"0\" listenPortFileName=\"{WORKDIR}/beta.port\" ruleset=\"cluster_beta\")\n\
+             ruleset(name=\"cluster_alpha\") { call qab_deliver }\n\
+             ruleset(name=\"cluster_beta\") { call qab_deliver }\n",
         );
-        for (name, cfg) in actions {
-            body.push_str(&omprog_action(name, cfg));
+        body.push_str("ruleset(name=\"qab_deliver\") {\n");
+        for (name, _) in actions {
+            body.push_str(&format!("  call qab_dest_{name}\n"));
         }
         body.push_str("}\n");
-        let rsyslogd = Rsyslogd::builder(&body).tcp_ruleset("cluster_alpha").start();
+        for (name, cfg) in actions {
+            body.push_str(&format!("ruleset(name=\"qab_dest_{name}\") {{\n  if $uuid == \"\" then {{ set $.qab_no_uuid = \"1\"; }}\n"));
+            body.push_str(&omprog_action(name, cfg));
+            body.push_str("}\n");
+        }
+        let rsyslogd = Rsyslogd::builder(&body).tcp_ruleset("cluster_alpha").imtcp_input_params("name=\"qab-alpha\"").start();
         // The same config passes rsyslog's own check.
         if let Err(e) = rsyslogd_check(&rsyslogd.conf_path()) {
             panic!("rsyslogd -N1 rejects the config: {e}\n{}", rsyslogd.diagnostics());
@@ -345,7 +350,8 @@ fn b_hec_and_elasticsearch_fan_out() {
     }
     assert!(hec.requests().iter().all(|r| r.header("authorization") == Some("Splunk test-token")));
     // ES: _id is the event id, and both destinations got the same id for the same event
-    // (the uuid, made once in qab_deliver before the action queues, is the same for both).
+    // (the uuid, made by the first destination's ruleset before any action queue, is the same
+    // for both).
     for doc in es.es_docs() {
         let n = sender::event_number(&doc.source.to_string()).unwrap();
         let (cluster, format) = cluster_of(n, N);

@@ -13,7 +13,7 @@
 //! another file or in RainerScript; the result is parsed as a broker.toml before it is printed,
 //! so what is written is valid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,10 @@ pub fn migrate(rsyslog_dir: &Path) -> Result<(String, Vec<String>), String> {
     confs.sort();
     let mut notes = Vec::new();
     let mut dest_files: Vec<PathBuf> = Vec::new();
-    let mut cluster_of_ruleset: BTreeMap<String, String> = BTreeMap::new();
+    // Per ruleset, the values its `set $.cluster = "..."` lines give, and whether one takes the
+    // cluster from elsewhere (a lookup table): a fixed cluster is one value and no lookup.
+    let mut cluster_sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dynamic: BTreeSet<String> = BTreeSet::new();
     let mut inputs: Vec<(String, u16, String)> = Vec::new();
     for conf in &confs {
         let text = std::fs::read_to_string(conf).map_err(|e| format!("{}: {e}", conf.display()))?;
@@ -45,8 +48,10 @@ pub fn migrate(rsyslog_dir: &Path) -> Result<(String, Vec<String>), String> {
             }
             if let Some(rest) = line.strip_prefix("set $.cluster = \"") {
                 if let Some(name) = rest.split('"').next() {
-                    cluster_of_ruleset.insert(ruleset.clone(), name.to_string());
+                    cluster_sets.entry(ruleset.clone()).or_default().insert(name.to_string());
                 }
+            } else if line.starts_with("set $.cluster") {
+                dynamic.insert(ruleset.clone());
             }
             if line.contains("lookup(") && line.contains("$.cluster") {
                 notes.push(format!("{}: ruleset {ruleset:?} takes the cluster from a lookup table: add its clusters by hand ([[cluster]] with `nodes`)", conf.display()));
@@ -69,11 +74,18 @@ pub fn migrate(rsyslog_dir: &Path) -> Result<(String, Vec<String>), String> {
         "# broker.toml written by `qumulo-audit-broker migrate` from the hand-written layout.\n# Check with `qumulo-audit-broker apply --dry-run`, then `apply --restart`.\n\n[broker]\n",
     );
     for (rs, port, input) in &inputs {
-        match cluster_of_ruleset.get(rs).map(String::as_str).or_else(|| input.strip_prefix("qab-")) {
+        let sets = cluster_sets.get(rs);
+        let fixed = match sets {
+            _ if dynamic.contains(rs) => None,
+            Some(values) if values.len() == 1 => values.first().map(String::as_str),
+            Some(_) => None,
+            None => input.strip_prefix("qab-"),
+        };
+        match fixed {
             Some(name) => {
                 let _ = write!(out, "\n[[cluster]]\nname = {name:?}\nport = {port}\n");
             }
-            None => notes.push(format!("listener on port {port} (ruleset {rs:?}) sets no fixed $.cluster and is not named qab-<cluster>: add its [[cluster]] entries by hand")),
+            None => notes.push(format!("listener on port {port} (ruleset {rs:?}) sets no fixed $.cluster (several, or from a lookup) and is not named qab-<cluster>: add its [[cluster]] entries by hand, with `nodes`")),
         }
     }
     for file in &dest_files {

@@ -273,7 +273,8 @@ fn clusters(b: &BrokerFile) -> String {
                 let _ = writeln!(body, "    {}if {} then {{\n        set $.cluster = \"{}\";", if i == 0 { "" } else { "} else " }, cond.join(" or "), c.name.get_ref());
             }
             body.push_str("    } else {\n        set $.cluster = \"unmapped\";\n    }\n");
-            (format!("qab_port_{port}"), format!("qab-port-{port}"), body)
+            // Not `qab-...`: that prefix would name a cluster when `$.cluster` is empty.
+            (format!("qab_port_{port}"), format!("shared-port-{port}"), body)
         };
         let names: Vec<&str> = cs.iter().map(|c| c.name.get_ref().as_str()).collect();
         let _ = write!(

@@ -219,6 +219,7 @@ fn migrate_translates_the_hand_written_layout() {
         ("rsyslog.d/20-dest-file.conf", "rsyslog.d/20-dest-file.conf"),
         ("rsyslog.d/21-dest-splunk-hec.conf.example", "rsyslog.d/21-dest-splunk-hec.conf"),
         ("rsyslog.d/30-clusters.conf.example", "rsyslog.d/30-clusters.conf"),
+        ("rsyslog.d/31-shared-port.conf.example", "rsyslog.d/31-shared-port.conf"),
         ("rsyslog.d/50-deliver.conf", "rsyslog.d/50-deliver.conf"),
         ("packaging/etc/file.toml", "file.toml"),
         ("packaging/etc/splunk-hec.toml.example", "splunk-hec.toml"),
@@ -232,7 +233,10 @@ fn migrate_translates_the_hand_written_layout() {
     )
     .unwrap();
     let (text, notes) = super::migrate::migrate(&rs).unwrap();
-    assert!(notes.is_empty(), "{notes:?}");
+    // The shared port takes its clusters from a lookup table: reported, not made a cluster of
+    // (its listener's name is not qab-<cluster>, and a lookup is no fixed cluster either).
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].contains("lookup table") && notes[1].contains("listener on port 514"), "{notes:?}");
     let b = BrokerFile::parse(&text, Path::new("broker.toml")).unwrap();
     let clusters: Vec<(String, u16)> = b.clusters.iter().map(|c| (c.name.get_ref().clone(), *c.port.get_ref())).collect();
     assert_eq!(clusters, [("prod".to_string(), 10514), ("archive".to_string(), 10515), ("old".to_string(), 10516)], "named by the input (shipped), by $.cluster (earlier)");

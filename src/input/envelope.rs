@@ -4,9 +4,9 @@
 //!   ([`Parser::parse_envelope_v3`]). The wiring sets no `$.` variable on the way: each variable
 //!   makes rsyslog give the message a JSON object with a 16-slot hash table, and the two of
 //!   version 2 doubled what a queued message costs (1,817 bytes instead of 950: BENCHMARKS.md).
-//!   The unique stamp is rsyslog's `%uuid%`, made once by a filter in `qab_deliver` before the
-//!   fan-out and kept with the message (also on disk); the cluster is the input's name
-//!   (`qab-<cluster>`) unless a ruleset set `$.cluster` (shared ports);
+//!   The unique stamp is rsyslog's `%uuid%`, made by a filter at the top of each destination's
+//!   ruleset before its action queues the message, and kept with it (also on disk); the cluster
+//!   is the input's name (`qab-<cluster>`) unless a ruleset set `$.cluster` (shared ports);
 //! * version 2: `QAB2` and seven fields, numbered by mmsequence in a `$.` variable. Still read,
 //!   and so is version 3 from a configuration that still numbers with mmsequence (a hand-edited
 //!   `50-deliver.conf` kept on upgrade): such a line gets the id its version 2 line had;
@@ -59,16 +59,35 @@ fn check_gen(gen: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// A version 2 line that carries neither mmsequence's number in `gen` nor a uuid: its id is the
-/// hash of a line that identical messages received together share. Such lines come from a
-/// destination file of an earlier version (`template="qab_envelope"`) whose `qab_deliver` no
-/// longer numbers messages (a mix an upgrade can leave; the program warns).
-pub fn v2_line_is_unstamped(line: &[u8]) -> bool {
-    let Some(rest) = line.strip_prefix(V2_PREFIX.as_bytes()) else { return false };
-    let mut f = rest.splitn(3, |&b| b == b'\t');
-    let (gen, uuid) = (f.next().unwrap_or_default(), f.next().unwrap_or_default());
+/// What a version 2 line lacks, which a mix of file versions that an upgrade can leave causes:
+/// a destination file of version 2 (`template="qab_envelope"`) beside a `qab_deliver` that no
+/// longer numbers messages, or beside cluster rulesets that no longer set `$.cluster` (version
+/// 3 names the cluster by the listener, which version 2's template does not carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V2Gap {
+    /// Neither mmsequence's number in `gen` nor a uuid: the id is the hash of a line that
+    /// identical messages received together share.
+    Stamp,
+    /// No cluster.
+    Cluster,
+}
+
+/// The first [`V2Gap`] of `line` (a BOM and blanks before it ignored), if it is a version 2
+/// envelope that has one.
+pub fn v2_line_gap(line: &[u8]) -> Option<V2Gap> {
+    let line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
+    let start = line.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(line.len());
+    let rest = line[start..].strip_prefix(V2_PREFIX.as_bytes())?;
+    let mut f = rest.splitn(5, |&b| b == b'\t');
+    let (gen, uuid, _time, cluster) = (f.next()?, f.next().unwrap_or_default(), f.next(), f.next().unwrap_or_default());
     let numbered = std::str::from_utf8(gen).is_ok_and(gen_is_numbered);
-    !numbered && uuid.is_empty()
+    if !numbered && uuid.is_empty() {
+        Some(V2Gap::Stamp)
+    } else if cluster.is_empty() {
+        Some(V2Gap::Cluster)
+    } else {
+        None
+    }
 }
 
 /// The cluster a version 3 envelope names: `$.cluster` when a ruleset set it (a shared port
@@ -469,13 +488,13 @@ mod tests {
                 let gen = "2026-12-02T06:32:40.644157+00:00/";
                 // The cluster's own listener names it; a ruleset's $.cluster wins over any name.
                 assert_eq!(event(&mut p, &v3(gen, &uuid, "", &format!("qab-{cluster}"))), want, "{body}");
-                assert_eq!(event(&mut p, &v3(gen, &uuid, cluster, "qab-port-514")), want, "{body}");
+                assert_eq!(event(&mut p, &v3(gen, &uuid, cluster, "shared-port-514")), want, "{body}");
                 // Numbered by mmsequence: the version 2 line's id, not the late uuid.
                 let numbered = "2026-12-02T06:32:40.644157+00:00/8";
                 let old = event(&mut p, &v2(numbered, ""));
                 assert_eq!(old.id, crate::input::line_hash(cluster, v2(numbered, "").as_bytes()));
                 for late in ["0123456789ABCDEF0123456789ABCDEF", "FEDCBA9876543210FEDCBA9876543210", ""] {
-                    assert_eq!(event(&mut p, &v3(numbered, late, cluster, "qab-port-514")), old, "{body}");
+                    assert_eq!(event(&mut p, &v3(numbered, late, cluster, "shared-port-514")), old, "{body}");
                 }
                 assert_ne!(event(&mut p, &v3("2026-12-02T06:32:40.644157+00:00/9", &uuid, cluster, "qab-x")).id, old.id, "another number, another id");
             }
@@ -491,12 +510,16 @@ mod tests {
     }
 
     #[test]
-    fn unstamped_version_2_lines_are_recognised() {
-        assert!(v2_line_is_unstamped(b"QAB2\t2026-12-02T06:32:40.644157+00:00/\t\tt\tc\tip\th\tm"));
-        assert!(v2_line_is_unstamped(b"QAB2\tg\t\tt"));
-        assert!(!v2_line_is_unstamped(b"QAB2\t2026-12-02T06:32:40.644157+00:00/7\t\tt\tc\tip\th\tm"), "numbered");
-        assert!(!v2_line_is_unstamped(b"QAB2\tg/\tABCDEF\tt\tc\tip\th\tm"), "a version 1 uuid");
-        assert!(!v2_line_is_unstamped(b"QAB3\tg/\t\tt\tc\tqab-c\tip\th\tm"), "version 3");
+    fn version_2_gaps_are_recognised() {
+        let gap = v2_line_gap;
+        assert_eq!(gap(b"QAB2\t2026-12-02T06:32:40.644157+00:00/\t\tt\tc\tip\th\tm"), Some(V2Gap::Stamp));
+        assert_eq!(gap(b"QAB2\tg\t\tt"), Some(V2Gap::Stamp));
+        assert_eq!(gap("\u{feff} QAB2\tg/\t\tt\tc\tip\th\tm".as_bytes()), Some(V2Gap::Stamp), "after a BOM and a blank");
+        assert_eq!(gap(b"QAB2\t2026-12-02T06:32:40.644157+00:00/7\t\tt\tc\tip\th\tm"), None, "numbered");
+        assert_eq!(gap(b"QAB2\tg/\tABCDEF\tt\tc\tip\th\tm"), None, "a version 1 uuid");
+        assert_eq!(gap(b"QAB2\tg/7\t\tt\t\tip\th\tm"), Some(V2Gap::Cluster));
+        assert_eq!(gap(b"QAB3\tg/\t\tt\t\tqab-c\tip\th\tm"), None, "version 3");
+        assert_eq!(gap(b"1.2.3.4,u,api,fs_open,ok,1,/p,"), None);
     }
 
     /// Version 3 keeps version 2's rules; its uuid is checked unless the line is numbered.

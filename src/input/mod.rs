@@ -1,7 +1,7 @@
 //! Input: turns one line, in any shape rsyslog or CloudWatch produces, into one [`Event`].
 //!
 //! Shapes are detected per line, never configured (see `docs/event-schema.md`, "Input"):
-//! our envelope (version 2, tab-separated, or version 1, JSON), a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
+//! our envelope (versions 3 and 2, tab-separated, or version 1, JSON), a bare Qumulo body (CSV or JSON), a CloudWatch `message` object or export
 //! object, a row of the CloudWatch console's ASCII table, and any of those behind a syslog header
 //! (RFC 5424, RFC 3164, `RSYSLOG_FileFormat`, `RSYSLOG_TraditionalFileFormat`). The [`Parser`]
 //! keeps its buffers and the classifier's memory across lines.
@@ -22,7 +22,7 @@ mod scan;
 pub mod syslog;
 
 pub use cloudwatch::MAX_EPOCH_MILLIS;
-pub use envelope::v2_line_is_unstamped;
+pub use envelope::{v2_line_gap, V2Gap};
 pub use id::line_hash;
 
 use std::fmt;

@@ -48,8 +48,9 @@ pub(crate) struct Renderer {
     encoder: Encoder,
     event: Event,
     rendered: Vec<u8>,
-    /// The first version 2 line without a unique stamp was warned about ([`UNSTAMPED`]).
-    warned_unstamped: bool,
+    /// A version 2 line without a unique stamp ([`UNSTAMPED`]), without a cluster
+    /// ([`NO_CLUSTER`]) was warned about: once per instance each.
+    warned_v2: [bool; 2],
 }
 
 impl Renderer {
@@ -62,7 +63,22 @@ impl Renderer {
             encoder,
             event: Event::default(),
             rendered: Vec::with_capacity(4096),
-            warned_unstamped: false,
+            warned_v2: [false; 2],
+        }
+    }
+
+    /// Warns (once per instance and kind) about a version 2 line that lacks what the event
+    /// needs ([`crate::input::V2Gap`]).
+    fn warn_v2_gap(&mut self, line: &[u8]) {
+        use crate::input::V2Gap;
+        let (i, text) = match crate::input::v2_line_gap(line) {
+            Some(V2Gap::Stamp) => (0, UNSTAMPED),
+            Some(V2Gap::Cluster) if self.event.cluster.is_empty() => (1, NO_CLUSTER),
+            _ => return,
+        };
+        if !self.warned_v2[i] {
+            self.warned_v2[i] = true;
+            log::warn!("{text}");
         }
     }
 
@@ -72,9 +88,8 @@ impl Renderer {
         match self.parser.parse(line, &mut self.event) {
             Ok(Parsed::Event) => {
                 stats.events.fetch_add(1, Ordering::Relaxed);
-                if !self.warned_unstamped && crate::input::v2_line_is_unstamped(line) {
-                    self.warned_unstamped = true;
-                    log::warn!("{UNSTAMPED}");
+                if self.warned_v2 != [true, true] {
+                    self.warn_v2_gap(line);
                 }
                 if !self.filter.passes(&self.event) {
                     stats.filtered.fetch_add(1, Ordering::Relaxed);
@@ -101,6 +116,10 @@ impl Renderer {
         }
     }
 }
+
+/// Said once per instance on the first version 2 envelope line without a cluster (none named
+/// by the destination's config either).
+const NO_CLUSTER: &str = "envelope version 2 without a cluster: this destination's file is of an earlier version (template=\"qab_envelope\") and the cluster's ruleset no longer sets $.cluster (version 3 names the cluster by the listener, qab-<cluster>, which version 2 does not carry): give its action template=\"qab_envelope_v3\" and the uuid filter before it, as the shipped 20-dest-file.conf (docs/packaging.md, Upgrading)";
 
 /// Said once per instance on the first version 2 envelope line without a unique stamp.
 const UNSTAMPED: &str = "envelope version 2 without mmsequence's number or a uuid: identical audit lines received together get one event id (a destination that de-duplicates by id keeps one of them). This destination's file is of an earlier version (template=\"qab_envelope\") and qab_deliver no longer numbers messages: give its action template=\"qab_envelope_v3\" and the uuid filter before it, as the shipped 20-dest-file.conf (docs/packaging.md, Upgrading)";

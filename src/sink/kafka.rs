@@ -14,8 +14,11 @@
 //!   or topic, a policy violation): dead-lettered at once with the broker's reason;
 //! * the topic or partition unknown to the cluster (auto-creation off, a typo, a topic not created
 //!   yet): retried like a failure and counted as `unroutable=` in the stats line, and once the
-//!   same record (by event id) met it `max_unknown_topic` times (default 3) dead-lettered; so a
-//!   topic created a moment late loses nothing, and a wrong topic never blocks the queue forever;
+//!   same record (by event id) met it `max_unknown_topic` times (default 3) and `timeout_secs`
+//!   have passed since the first, dead-lettered; so a topic created a moment late loses nothing
+//!   (a broker that restarts without its data answers "unknown topic" at once, three times within
+//!   a second, until its topics are created again), and a wrong topic never blocks the queue
+//!   forever;
 //! * anything else (broker down, timed out, not leader, purged): retried with backoff by the
 //!   delivery stage. A fatal producer error, or an error saying the cluster lost or refuses this
 //!   producer's id and sequence state ([`needs_new_producer`]: a broker that restarted without its
@@ -203,7 +206,7 @@ pub struct KafkaSink {
     attempts: usize,
     max_unknown_topic: u32,
     /// Unknown-topic outcomes so far, by event id, of records not yet delivered or dead-lettered.
-    unknown: HashMap<String, u32>,
+    unknown: HashMap<String, (u32, Instant)>,
 }
 
 /// librdkafka's producer settings for `d` (the password read from its file).
@@ -392,15 +395,22 @@ impl KafkaSink {
                 Class::Refused => attempt.rejected.push((i, format!("refused by Kafka (topic {:?}): {e}", self.topic))),
                 Class::UnknownTopic => {
                     attempt.unroutable += 1;
-                    let n = self.unknown.entry(r.message_id.to_string()).or_insert(0);
+                    let (n, first) = self.unknown.entry(r.message_id.to_string()).or_insert((0, Instant::now()));
                     *n += 1;
-                    if *n >= self.max_unknown_topic {
-                        let reason = format!("unroutable: {e} (topic {:?}); {n} attempts (max_unknown_topic = {})", self.topic, self.max_unknown_topic);
+                    let n = *n;
+                    if n >= self.max_unknown_topic && first.elapsed() >= self.timeout {
+                        let secs = first.elapsed().as_secs();
+                        let reason = format!("unroutable: {e} (topic {:?}); {n} attempts over {secs} s (max_unknown_topic = {})", self.topic, self.max_unknown_topic);
                         self.unknown.remove(r.message_id);
                         attempt.rejected.push((i, reason));
                     } else {
                         attempt.retry.push(i);
-                        attempt.error = Some(format!("topic {:?}: {e} (attempt {n} of {} before the dead-letter file)", self.topic, self.max_unknown_topic));
+                        attempt.error = Some(format!(
+                            "topic {:?}: {e} (attempt {n}; to the dead-letter file from attempt {} once {} s have passed since the first)",
+                            self.topic,
+                            self.max_unknown_topic,
+                            self.timeout.as_secs()
+                        ));
                     }
                 }
                 Class::Transient => {
