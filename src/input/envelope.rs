@@ -153,7 +153,7 @@ impl Parser {
 
     /// A version 3 envelope: `QAB3`, then `gen`, `uuid`, `time`, `cluster`, `input`,
     /// `fromhost_ip`, `hostname` and `msg`, separated by one tab each; `msg` is the rest of the
-    /// line, raw. `uuid` (rsyslog's `%uuid%`, made before the fan-out) is the id, unless `gen`
+    /// line, raw. `uuid` (rsyslog's `%uuid%`, made before the action queues) is the id, unless `gen`
     /// carries mmsequence's number: then the configuration is version 2's (`%uuid%` was made
     /// late, by each action, and is not stable) and the id is that of the version 2 line
     /// ([`v2_line_of_v3`]). The cluster is [`cluster_of`] `cluster` and `input`.
